@@ -1,0 +1,191 @@
+package hub
+
+import (
+	"net"
+	"time"
+
+	"github.com/outpost-iot/outpost/internal/config"
+)
+
+// Config is the hub's configuration: defaults → YAML file → environment →
+// flags, then Validate.
+type Config struct {
+	DataDir string     `yaml:"data_dir"`
+	MQTT    MQTTConfig `yaml:"mqtt"`
+	TLS     TLSConfig  `yaml:"tls"`
+	HTTP    HTTPConfig `yaml:"http"`
+
+	Presence PresenceConfig `yaml:"presence"`
+	Store    StoreConfig    `yaml:"store"`
+	Tokens   TokensConfig   `yaml:"tokens"`
+	Log      LogConfig      `yaml:"log"`
+
+	AdminToken string `yaml:"-"` // OUTPOST_ADMIN_TOKEN; else data_dir/admin.token
+}
+
+// MQTTConfig configures the broker's listeners.
+type MQTTConfig struct {
+	Listen           string        `yaml:"listen"`
+	PlainListen      string        `yaml:"plain_listen"` // loopback only
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	QueueSlots       int32         `yaml:"queue_slots"`
+	BufferSize       int           `yaml:"buffer_size"`
+}
+
+// TLSConfig names an operator's PKI; empty means the hub's own in data_dir/pki.
+type TLSConfig struct {
+	Cert  string   `yaml:"cert"`
+	Key   string   `yaml:"key"`
+	CA    string   `yaml:"ca"`
+	Hosts []string `yaml:"hosts"` // extra SANs for the generated server certificate
+}
+
+// HTTPConfig configures the admin API / dashboard listener.
+type HTTPConfig struct {
+	Listen  string `yaml:"listen"`
+	Plain   bool   `yaml:"plain"` // serve plain HTTP; only on loopback
+	MaxBody int64  `yaml:"max_body"`
+}
+
+// PresenceConfig tunes presence.
+type PresenceConfig struct {
+	StaleAfter int           `yaml:"stale_after"` // missed heartbeat intervals
+	FlapWindow time.Duration `yaml:"flap_window"`
+	FlapCount  int           `yaml:"flap_count"`
+	History    int           `yaml:"history"` // transitions the API returns by default
+}
+
+// StoreConfig tunes the SQLite store.
+type StoreConfig struct {
+	RetainAge  time.Duration `yaml:"retain_age"`
+	RetainRows int64         `yaml:"retain_rows"`
+	FullSync   bool          `yaml:"full_sync"`
+}
+
+// TokensConfig bounds token lifetimes.
+type TokensConfig struct {
+	DefaultTTL time.Duration `yaml:"default_ttl"`
+	MaxTTL     time.Duration `yaml:"max_ttl"`
+	RefreshTTL time.Duration `yaml:"refresh_ttl"`
+}
+
+// LogConfig selects log level and format.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // text | json
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		DataDir: "outpost-hub-data",
+		MQTT:    MQTTConfig{Listen: ":8883", HandshakeTimeout: 10 * time.Second, QueueSlots: 128, BufferSize: 2048},
+		HTTP:    HTTPConfig{Listen: ":8443", MaxBody: 1 << 20},
+		Presence: PresenceConfig{StaleAfter: 3, FlapWindow: time.Minute, FlapCount: 6, History: 100},
+		Store:    StoreConfig{RetainAge: 90 * 24 * time.Hour},
+		Tokens:   TokensConfig{DefaultTTL: 30 * 24 * time.Hour, MaxTTL: 366 * 24 * time.Hour, RefreshTTL: 30 * 24 * time.Hour},
+		Log:      LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// ApplyEnv overrides c from the environment.
+func (c *Config) ApplyEnv() {
+	if v, ok := config.Env("OUTPOST_HUB_DATA_DIR"); ok {
+		c.DataDir = v
+	}
+	if v, ok := config.Env("OUTPOST_HUB_MQTT_LISTEN"); ok {
+		c.MQTT.Listen = v
+	}
+	if v, ok := config.Env("OUTPOST_HUB_HTTP_LISTEN"); ok {
+		c.HTTP.Listen = v
+	}
+	if v, ok := config.Env("OUTPOST_ADMIN_TOKEN"); ok {
+		c.AdminToken = v
+	}
+}
+
+// Validate reports every problem with its key.
+func (c *Config) Validate() error {
+	var p config.Problems
+	if c.DataDir == "" {
+		p.Addf("data_dir", "must be set")
+	}
+	checkAddr(&p, "mqtt.listen", c.MQTT.Listen, false)
+	if c.MQTT.PlainListen != "" {
+		checkAddr(&p, "mqtt.plain_listen", c.MQTT.PlainListen, true)
+	}
+	if c.MQTT.Listen == "" && c.MQTT.PlainListen == "" {
+		p.Addf("mqtt.listen", "no MQTT listener configured")
+	}
+	if c.MQTT.HandshakeTimeout <= 0 {
+		p.Addf("mqtt.handshake_timeout", "must be > 0")
+	}
+	if c.MQTT.QueueSlots < 8 {
+		p.Addf("mqtt.queue_slots", "%d must be ≥ 8", c.MQTT.QueueSlots)
+	}
+	if c.MQTT.BufferSize < 512 {
+		p.Addf("mqtt.buffer_size", "%d must be ≥ 512", c.MQTT.BufferSize)
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		p.Addf("tls", "cert and key go together (got cert %q, key %q)", c.TLS.Cert, c.TLS.Key)
+	}
+	checkAddr(&p, "http.listen", c.HTTP.Listen, c.HTTP.Plain)
+	if c.HTTP.MaxBody <= 0 {
+		p.Addf("http.max_body", "must be > 0")
+	}
+	if c.Presence.StaleAfter < 1 {
+		p.Addf("presence.stale_after", "%d must be ≥ 1", c.Presence.StaleAfter)
+	}
+	if c.Presence.FlapWindow <= 0 {
+		p.Addf("presence.flap_window", "must be > 0")
+	}
+	if c.Presence.FlapCount < 2 {
+		p.Addf("presence.flap_count", "%d must be ≥ 2", c.Presence.FlapCount)
+	}
+	if c.Store.RetainAge < 0 {
+		p.Addf("store.retain_age", "must be ≥ 0 (0 keeps forever)")
+	}
+	if c.Store.RetainRows < 0 {
+		p.Addf("store.retain_rows", "must be ≥ 0 (0 = no limit)")
+	}
+	if c.Tokens.MaxTTL <= 0 {
+		p.Addf("tokens.max_ttl", "must be > 0")
+	}
+	if c.Tokens.DefaultTTL <= 0 || c.Tokens.DefaultTTL > c.Tokens.MaxTTL {
+		p.Addf("tokens.default_ttl", "%v must be > 0 and ≤ tokens.max_ttl (%v)", c.Tokens.DefaultTTL, c.Tokens.MaxTTL)
+	}
+	if c.Tokens.RefreshTTL <= 0 || c.Tokens.RefreshTTL > c.Tokens.MaxTTL {
+		p.Addf("tokens.refresh_ttl", "%v must be > 0 and ≤ tokens.max_ttl", c.Tokens.RefreshTTL)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		p.Addf("log.level", "%q (want debug, info, warn or error)", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		p.Addf("log.format", "%q (want text or json)", c.Log.Format)
+	}
+	return p.Err()
+}
+
+func checkAddr(p *config.Problems, key, addr string, loopbackOnly bool) {
+	if addr == "" {
+		return
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		p.Addf(key, "%q is not host:port: %v", addr, err)
+		return
+	}
+	if port == "" {
+		p.Addf(key, "%q has no port", addr)
+	}
+	if loopbackOnly {
+		ip := net.ParseIP(host)
+		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			p.Addf(key, "%q: plaintext is allowed only on a loopback address (127.0.0.1, ::1, localhost)", addr)
+		}
+	}
+}
