@@ -78,9 +78,9 @@ type LogConfig struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		DataDir: "outpost-hub-data",
-		MQTT:    MQTTConfig{Listen: ":8883", HandshakeTimeout: 10 * time.Second, QueueSlots: 128, BufferSize: 2048},
-		HTTP:    HTTPConfig{Listen: ":8443", MaxBody: 1 << 20},
+		DataDir:  "outpost-hub-data",
+		MQTT:     MQTTConfig{Listen: ":8883", HandshakeTimeout: 10 * time.Second, QueueSlots: 128, BufferSize: 2048},
+		HTTP:     HTTPConfig{Listen: ":8443", MaxBody: 1 << 20},
 		Presence: PresenceConfig{StaleAfter: 3, FlapWindow: time.Minute, FlapCount: 6, History: 100},
 		Store:    StoreConfig{RetainAge: 90 * 24 * time.Hour},
 		Tokens:   TokensConfig{DefaultTTL: 30 * 24 * time.Hour, MaxTTL: 366 * 24 * time.Hour, RefreshTTL: 30 * 24 * time.Hour},

@@ -151,7 +151,7 @@ func New(opts Options) (*Broker, error) {
 		Capabilities:             caps,
 		ClientNetReadBufferSize:  opts.ReadBufferSize,
 		ClientNetWriteBufferSize: opts.WriteBufferSize,
-		Logger:                   opts.Logger.With("component", "mochi"),
+		Logger:                   mochiLogger(opts.Logger),
 		InlineClient:             true,
 		SysTopicResendInterval:   3600,
 	})
@@ -609,6 +609,7 @@ func (h *tokenHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packe
 	}
 	out := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+		PacketID:    1, // inline publishes need one; mochi assigns the real id per subscriber
 		TopicName:   respTopic,
 		Payload:     mustJSON(resp),
 		Properties:  packets.Properties{CorrelationData: pk.Properties.CorrelationData},
@@ -646,3 +647,12 @@ func (h *metricsHook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, b []byte)
 	}
 }
 func (h *metricsHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) { h.b.m.dropped.Inc() }
+
+// mochiLogger quiets mochi below debug: it logs every rejected packet at
+// error level with a full dump, and our hooks already log what matters.
+func mochiLogger(l *slog.Logger) *slog.Logger {
+	if l.Enabled(context.Background(), slog.LevelDebug) {
+		return l.With("component", "mochi")
+	}
+	return slog.New(slog.DiscardHandler)
+}
