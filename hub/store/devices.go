@@ -42,10 +42,10 @@ type Device struct {
 // SaveTransition records a presence transition and the device's current state.
 // It does not wait for the commit; Close drains it.
 func (s *Store) SaveTransition(ctx context.Context, t Transition, hbIntervalS int, firmware string, tokenExpMS int64) error {
-	return s.exec(ctx, false, func(tx *sql.Tx) error {
-		id, err := s.deviceID(tx, t.Device)
+	return s.exec(ctx, false, func(w *wtx) error {
+		tx := w.tx
+		id, err := s.deviceID(w, t.Device)
 		if err != nil {
-			s.ids.Delete(t.Device)
 			return err
 		}
 		if _, err := tx.Exec(`INSERT INTO presence(device_id, t_ms, state, reason, epoch, remote) VALUES(?,?,?,?,?,?)`,
@@ -76,10 +76,10 @@ func (s *Store) SaveHeartbeat(ctx context.Context, device string, tMS int64, hb 
 	if err != nil {
 		return fmt.Errorf("store: heartbeat: %w", err)
 	}
-	return s.exec(ctx, false, func(tx *sql.Tx) error {
-		id, err := s.deviceID(tx, device)
+	return s.exec(ctx, false, func(w *wtx) error {
+		tx := w.tx
+		id, err := s.deviceID(w, device)
 		if err != nil {
-			s.ids.Delete(device)
 			return err
 		}
 		q := `UPDATE devices SET last_hb_ms=?, heartbeat=?`
@@ -99,10 +99,10 @@ func (s *Store) SetLabels(ctx context.Context, device string, labels map[string]
 	if err != nil {
 		return fmt.Errorf("store: labels: %w", err)
 	}
-	return s.exec(ctx, true, func(tx *sql.Tx) error {
-		id, err := s.deviceID(tx, device)
+	return s.exec(ctx, true, func(w *wtx) error {
+		tx := w.tx
+		id, err := s.deviceID(w, device)
 		if err != nil {
-			s.ids.Delete(device)
 			return err
 		}
 		_, err = tx.Exec(`UPDATE devices SET labels=? WHERE id=?`, string(b), id)
@@ -111,7 +111,8 @@ func (s *Store) SetLabels(ctx context.Context, device string, labels map[string]
 }
 
 const deviceCols = `d.name, d.created_ms, d.labels, d.state, d.state_since_ms, d.reason, d.epoch, d.last_hb_ms,
-	d.hb_interval_s, d.firmware, d.remote, d.token_exp_ms, d.last_seq, d.heartbeat,
+	d.hb_interval_s, d.firmware, d.remote, d.token_exp_ms,
+	coalesce((SELECT max(l.seq) FROM log l WHERE l.device_id = d.id), d.last_seq), d.heartbeat,
 	(SELECT count(*) FROM alerts a WHERE a.device_id = d.id AND a.state = 'active')`
 
 func scanDevice(sc interface{ Scan(...any) error }) (Device, error) {

@@ -40,11 +40,18 @@ type Options struct {
 	Now         func() time.Time
 	SyncFull    bool // synchronous=FULL instead of NORMAL
 	OnCommit    func(ops int, d time.Duration)
+	Pragmas     []string // extra pragmas in sqlitex form "name(value)"
 }
 
 type op struct {
-	fn   func(tx *sql.Tx) error
+	fn   func(w *wtx) error
 	done chan error // nil: fire and forget
+}
+
+// wtx is one group-commit transaction and its prepared statements.
+type wtx struct {
+	tx     *sql.Tx
+	insLog *sql.Stmt
 }
 
 // Store is safe for concurrent use.
@@ -59,7 +66,8 @@ type Store struct {
 	wg     sync.WaitGroup
 	stop   chan struct{}
 
-	ids sync.Map // device name → int64 id
+	ids    sync.Map // device name → int64 id
+	insLog *sql.Stmt
 
 	Commits atomic.Int64
 	Rows    atomic.Int64
@@ -79,7 +87,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	db, err := sqlitex.Open(ctx, path, sqlitex.Options{FullSync: opts.SyncFull})
+	// Checkpoint less often than SQLite's default 1000 pages: a hub commits
+	// many scattered pages per group, and each checkpoint syncs.
+	pragmas := append([]string{"wal_autocheckpoint(10000)"}, opts.Pragmas...)
+	db, err := sqlitex.Open(ctx, path, sqlitex.Options{FullSync: opts.SyncFull, Pragmas: pragmas})
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -93,6 +104,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	s := &Store{db: db, opts: opts, log: opts.Logger, ops: make(chan op, 4096), stop: make(chan struct{})}
+	if s.insLog, err = db.PrepareContext(ctx, `INSERT INTO log(device_id, seq, kind, t_ms, sensor, value, body, recv_ms)
+		VALUES(?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING`); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: prepare: %w", err)
+	}
 	s.wg.Add(1)
 	go s.writer()
 	return s, nil
@@ -123,7 +139,7 @@ func (s *Store) Close(ctx context.Context) error {
 }
 
 // exec queues fn and, if wait, blocks until its transaction committed.
-func (s *Store) exec(ctx context.Context, wait bool, fn func(tx *sql.Tx) error) error {
+func (s *Store) exec(ctx context.Context, wait bool, fn func(w *wtx) error) error {
 	o := op{fn: fn}
 	if wait {
 		o.done = make(chan error, 1)
@@ -151,11 +167,18 @@ func (s *Store) exec(ctx context.Context, wait bool, fn func(tx *sql.Tx) error) 
 	}
 }
 
+// linger is how long the writer waits for the rest of a group: clients woken
+// by the previous commit are about to send their next message.
+const linger = 300 * time.Microsecond
+
 func (s *Store) writer() {
 	defer s.wg.Done()
 	batch := make([]op, 0, s.opts.MaxBatch)
 	retain := time.NewTicker(s.opts.RetainEvery)
 	defer retain.Stop()
+	wait := time.NewTimer(time.Hour)
+	wait.Stop()
+	group := 1 // size of the last group: how many clients commit together
 	for {
 		select {
 		case o, ok := <-s.ops:
@@ -163,19 +186,16 @@ func (s *Store) writer() {
 				return
 			}
 			batch = append(batch[:0], o)
-		drain:
-			for len(batch) < s.opts.MaxBatch {
-				select {
-				case o, ok := <-s.ops:
-					if !ok {
-						break drain
-					}
-					batch = append(batch, o)
-				default:
-					break drain
-				}
+			open := s.collect(&batch, group, wait)
+			if len(batch) < group || !open {
+				group = max(1, len(batch))
+			} else {
+				group = len(batch)
 			}
 			s.commit(batch)
+			if !open {
+				return
+			}
 		case <-retain.C:
 			if err := s.Retain(context.Background()); err != nil {
 				s.log.Error("store: retention", "err", err)
@@ -186,50 +206,61 @@ func (s *Store) writer() {
 	}
 }
 
-// commit runs the batch in one transaction, each op in its own savepoint so
-// one failing op does not fail the others.
+// collect adds queued ops to batch, waiting up to linger for the group to
+// be complete. It reports false when the queue was closed.
+func (s *Store) collect(batch *[]op, group int, wait *time.Timer) bool {
+	for len(*batch) < s.opts.MaxBatch {
+		select {
+		case o, ok := <-s.ops:
+			if !ok {
+				return false
+			}
+			*batch = append(*batch, o)
+			continue
+		default:
+		}
+		if len(*batch) >= group {
+			return true
+		}
+		wait.Reset(linger)
+		select {
+		case o, ok := <-s.ops:
+			wait.Stop()
+			if !ok {
+				return false
+			}
+			*batch = append(*batch, o)
+		case <-wait.C:
+			return true
+		}
+	}
+	return true
+}
+
+// commit runs the batch in one transaction. If any op fails, the
+// transaction is rolled back and every op runs again in a transaction of its
+// own, so one bad op never fails the others.
 func (s *Store) commit(batch []op) {
 	start := time.Now()
 	errs := make([]error, len(batch))
-	tx, err := s.db.Begin()
-	if err == nil {
-		for i, o := range batch {
-			if len(batch) == 1 {
-				errs[i] = o.fn(tx)
-				continue
-			}
-			if _, err = tx.Exec("SAVEPOINT op"); err != nil {
-				break
-			}
-			if errs[i] = o.fn(tx); errs[i] != nil {
-				if _, err = tx.Exec("ROLLBACK TO op"); err != nil {
-					break
-				}
-			}
-			if _, err = tx.Exec("RELEASE op"); err != nil {
-				break
-			}
+	err := s.runTx(batch, errs)
+	if err != nil && len(batch) > 1 {
+		s.ids.Clear() // ids created in the rolled-back transaction are gone
+		for i := range batch {
+			errs[i] = s.runTx(batch[i:i+1], errs[i:i+1])
 		}
-		if err == nil && len(batch) == 1 && errs[0] != nil {
-			err = errs[0]
-		}
-		if err == nil {
-			err = tx.Commit()
-		} else {
-			_ = tx.Rollback()
-		}
-	}
-	if err != nil {
-		err = fmt.Errorf("store: commit: %w", err)
-		s.log.Error("store: batch failed", "ops", len(batch), "err", err)
+		err = nil
 	}
 	for i, o := range batch {
 		if o.done == nil {
+			if errs[i] != nil {
+				s.log.Error("store: write failed", "err", errs[i])
+			}
 			continue
 		}
-		e := err
+		e := errs[i]
 		if e == nil {
-			e = errs[i]
+			e = err
 		}
 		o.done <- e
 	}
@@ -239,8 +270,42 @@ func (s *Store) commit(batch []op) {
 	}
 }
 
+// runTx runs ops in one transaction; errs receives each op's error. It
+// returns the first failure (op or commit), after rolling back.
+func (s *Store) runTx(ops []op, errs []error) (err error) {
+	tx, err := s.db.Begin()
+	if err != nil {
+		return s.fail(errs, fmt.Errorf("store: begin: %w", sqlitex.Classify(err)))
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	w := &wtx{tx: tx, insLog: tx.Stmt(s.insLog)}
+	for i, o := range ops {
+		if errs[i] = o.fn(w); errs[i] != nil {
+			return errs[i]
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return s.fail(errs, fmt.Errorf("store: commit: %w", sqlitex.Classify(err)))
+	}
+	return nil
+}
+
+func (s *Store) fail(errs []error, err error) error {
+	for i := range errs {
+		if errs[i] == nil {
+			errs[i] = err
+		}
+	}
+	return err
+}
+
 // deviceID returns the row id for name, creating the device in tx if needed.
-func (s *Store) deviceID(tx *sql.Tx, name string) (int64, error) {
+func (s *Store) deviceID(w *wtx, name string) (int64, error) {
+	tx := w.tx
 	if v, ok := s.ids.Load(name); ok {
 		return v.(int64), nil
 	}
@@ -252,8 +317,7 @@ func (s *Store) deviceID(tx *sql.Tx, name string) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("device %q: %w", name, err)
 	}
-	// Cached only after commit would be stricter; a rolled-back insert is
-	// re-created by the next op because ids are looked up again on failure.
+	// A rolled-back transaction clears the cache (commit), so no stale id survives.
 	s.ids.Store(name, id)
 	return id, nil
 }
@@ -262,51 +326,47 @@ func (s *Store) deviceID(tx *sql.Tx, name string) (int64, error) {
 // returns once they are committed. It reports how many were new.
 func (s *Store) AppendLog(ctx context.Context, device string, recs []protocol.Record) (int, error) {
 	recv := s.opts.Now().UnixMilli()
-	var inserted int
-	err := s.exec(ctx, true, func(tx *sql.Tx) error {
-		id, err := s.deviceID(tx, device)
+	// Encode outside the writer: it is the one serial part.
+	rows := make([]logRow, len(recs))
+	for i := range recs {
+		r := &recs[i]
+		body, err := json.Marshal(r)
 		if err != nil {
-			s.ids.Delete(device)
+			return 0, fmt.Errorf("store: encode record %d: %w", r.Seq, err)
+		}
+		rows[i] = logRow{rec: r, body: body}
+		switch {
+		case r.Value != nil:
+			rows[i].value = *r.Value
+		case r.Alert != nil:
+			rows[i].value = r.Alert.Value
+		}
+		if r.Clock != protocol.ClockMono {
+			rows[i].t = r.Time // no wall time: never pretend
+		}
+	}
+	var inserted int
+	err := s.exec(ctx, true, func(w *wtx) error {
+		id, err := s.deviceID(w, device)
+		if err != nil {
 			return err
 		}
 		inserted = 0
-		var maxSeq uint64
-		for i := range recs {
-			r := &recs[i]
-			body, err := json.Marshal(r)
+		for i := range rows {
+			row := &rows[i]
+			r := row.rec
+			res, err := w.insLog.Exec(id, int64(r.Seq), r.Kind, row.t, r.Sensor, row.value, row.body, recv)
 			if err != nil {
-				return fmt.Errorf("encode record %d: %w", r.Seq, err)
+				return fmt.Errorf("insert record %d: %w", r.Seq, sqlitex.Classify(err))
 			}
-			var value any
-			if r.Value != nil {
-				value = *r.Value
-			} else if r.Alert != nil {
-				value = r.Alert.Value
-			}
-			t := r.Time
-			if r.Clock == protocol.ClockMono {
-				t = 0 // no wall time: never pretend
-			}
-			res, err := tx.Exec(`INSERT INTO log(device_id, seq, kind, t_ms, sensor, value, body, recv_ms)
-				VALUES(?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING`, id, int64(r.Seq), r.Kind, t, r.Sensor, value, body, recv)
-			if err != nil {
-				return fmt.Errorf("insert record %d: %w", r.Seq, err)
-			}
-			n, _ := res.RowsAffected()
-			if n == 0 {
+			if n, _ := res.RowsAffected(); n == 0 {
 				continue
 			}
 			inserted++
-			maxSeq = max(maxSeq, r.Seq)
 			if r.Kind == protocol.KindAlert {
-				if err := upsertAlert(tx, id, r); err != nil {
+				if err := upsertAlert(w.tx, id, r); err != nil {
 					return err
 				}
-			}
-		}
-		if maxSeq > 0 {
-			if _, err := tx.Exec(`UPDATE devices SET last_seq = max(last_seq, ?) WHERE id = ?`, int64(maxSeq), id); err != nil {
-				return fmt.Errorf("update last_seq: %w", err)
 			}
 		}
 		return nil
@@ -316,6 +376,13 @@ func (s *Store) AppendLog(ctx context.Context, device string, recs []protocol.Re
 	}
 	s.Rows.Add(int64(inserted))
 	return inserted, nil
+}
+
+type logRow struct {
+	rec   *protocol.Record
+	body  []byte
+	value any
+	t     int64
 }
 
 func upsertAlert(tx *sql.Tx, id int64, r *protocol.Record) error {

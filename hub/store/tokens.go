@@ -20,7 +20,8 @@ type Token struct {
 
 // InsertToken records an issued token.
 func (s *Store) InsertToken(ctx context.Context, t Token) error {
-	err := s.exec(ctx, true, func(tx *sql.Tx) error {
+	err := s.exec(ctx, true, func(w *wtx) error {
+		tx := w.tx
 		_, err := tx.Exec(`INSERT INTO tokens(jti, device, acl, issued_ms, expires_ms) VALUES(?,?,?,?,?)`,
 			t.JTI, t.Device, string(t.ACL), t.IssuedMS, t.ExpiresMS)
 		return err
@@ -36,7 +37,8 @@ func (s *Store) InsertToken(ctx context.Context, t Token) error {
 // instance, or issued before the store was reset), so the revocation holds.
 func (s *Store) RevokeToken(ctx context.Context, jti string, nowMS int64) (Token, error) {
 	var t Token
-	err := s.exec(ctx, true, func(tx *sql.Tx) error {
+	err := s.exec(ctx, true, func(w *wtx) error {
+		tx := w.tx
 		if _, err := tx.Exec(`INSERT INTO tokens(jti, device, acl, issued_ms, expires_ms, revoked_ms) VALUES(?, '', '{}', 0, 0, ?)
 			ON CONFLICT(jti) DO UPDATE SET revoked_ms = coalesce(revoked_ms, excluded.revoked_ms)`, jti, nowMS); err != nil {
 			return err
