@@ -183,6 +183,11 @@ func sleep(ctx context.Context, d time.Duration) error {
 // the hub's PUBACK. A batch the hub refuses as malformed is split so that
 // only the bad records are dropped (and logged).
 func (u *Uplink) send(ctx context.Context, cm *autopaho.ConnectionManager, recs []protocol.Record) error {
+	if u.cfg.Transform != nil {
+		for i := range recs {
+			u.cfg.Transform(&recs[i])
+		}
+	}
 	b, err := json.Marshal(protocol.Batch{V: protocol.Version, Records: recs})
 	if err != nil {
 		return fmt.Errorf("encode batch: %w", err)

@@ -63,6 +63,9 @@ type Config struct {
 	Now          func() time.Time
 	// ConnectRetry is the first reconnect delay; it doubles up to 60 s, with jitter.
 	ConnectRetry time.Duration
+	// Transform, if set, adjusts each record just before it is published
+	// (the gateway gives boot-relative records their wall time).
+	Transform func(*protocol.Record)
 }
 
 // Stats are the uplink's counters.
