@@ -1,0 +1,542 @@
+// Package e2e builds the real binaries and runs them as processes on
+// loopback: a hub, gateways on simulated sensors, a TCP proxy the test
+// controls to cut the network, and kill -9 of either side. After each
+// ordeal, the hub must hold exactly the readings that were taken: every seq
+// from 1 to the gateway's last, once.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/outpost-iot/outpost/certs"
+	"github.com/outpost-iot/outpost/gateway/outbox"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
+	dir, err := os.MkdirTemp("", "outpost-e2e-bin")
+	if err != nil {
+		panic(err)
+	}
+	cmd := exec.Command("go", "build", "-race", "-o", dir+"/", "../cmd/outpost-hub", "../cmd/outpost-gateway", "../cmd/outpostctl")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: build:", err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// proc is a running binary.
+type proc struct {
+	cmd  *exec.Cmd
+	out  *syncBuf
+	done chan struct{}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func start(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, name), args...)
+	p := &proc{cmd: cmd, out: &syncBuf{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("--- %s output:\n%s", name, tail(p.out.String(), 60))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (p *proc) kill9() { _ = p.cmd.Process.Signal(syscall.SIGKILL); <-p.done }
+func (p *proc) stop(t *testing.T) {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("process did not stop on SIGTERM:\n%s", tail(p.out.String(), 30))
+	}
+}
+
+type hub struct {
+	dir, mqtt, http string
+	p               *proc
+	admin           string
+	client          *http.Client
+}
+
+func startHub(t *testing.T, dir, mqtt, httpAddr string) *hub {
+	t.Helper()
+	h := &hub{dir: dir, mqtt: mqtt, http: httpAddr}
+	h.p = start(t, "outpost-hub", "serve", "--data-dir", dir, "--mqtt-listen", mqtt, "--http-listen", httpAddr)
+	waitFor(t, 20*time.Second, "hub up", func() bool {
+		b, err := os.ReadFile(filepath.Join(dir, "admin.token"))
+		if err != nil {
+			return false
+		}
+		h.admin = strings.TrimSpace(string(b))
+		if h.client == nil {
+			cfg, err := certs.ClientTLS(filepath.Join(dir, "pki", "ca.crt"))
+			if err != nil {
+				return false
+			}
+			h.client = &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 5 * time.Second}
+		}
+		resp, err := h.client.Get("https://" + httpAddr + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return h
+}
+
+func (h *hub) get(t *testing.T, path string, out any) {
+	t.Helper()
+	if err := h.tryGet(path, out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tryGet is get for polling: a missing device or a restarting hub is not fatal.
+func (h *hub) tryGet(path string, out any) error {
+	req, _ := http.NewRequest("GET", "https://"+h.http+path, nil)
+	req.Header.Set("Authorization", "Bearer "+h.admin)
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("GET %s: %d %s", path, resp.StatusCode, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// ctl runs outpostctl against the hub.
+func (h *hub) ctl(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "outpostctl"), args...)
+	cmd.Env = append(os.Environ(), "OUTPOST_HUB=https://"+h.http, "OUTPOST_ADMIN_TOKEN="+h.admin, "OUTPOST_CA="+filepath.Join(h.dir, "pki", "ca.crt"))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("outpostctl %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// seqs returns every stored seq of device (all record kinds), via the log API.
+func (h *hub) seqs(t *testing.T, device string) []uint64 {
+	t.Helper()
+	var all []uint64
+	since := uint64(0)
+	for {
+		var r struct {
+			Records []struct {
+				Seq  uint64 `json:"seq"`
+				Kind string `json:"kind"`
+			} `json:"records"`
+		}
+		req, _ := http.NewRequest("GET", fmt.Sprintf("https://%s/api/v1/devices/%s/log?since_seq=%d&limit=10000", h.http, device, since), nil)
+		req.Header.Set("Authorization", "Bearer "+h.admin)
+		resp, err := h.client.Do(req)
+		if err != nil {
+			return nil
+		}
+		if resp.StatusCode == 404 {
+			resp.Body.Close()
+			return nil
+		}
+		err = json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Records) == 0 {
+			return all
+		}
+		for _, x := range r.Records {
+			all = append(all, x.Seq)
+		}
+		since = all[len(all)-1]
+	}
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %v waiting for %s", within, what)
+}
+
+const gatewayYAML = `device_id: %s
+data_dir: %s
+hub: {address: %s, ca: %s, token_file: %s, keepalive: 5s, heartbeat: 1s}
+outbox: {flush_interval: 200ms}
+clock: {source: system}
+sensors:
+  - {name: temp-a, type: sim, quantity: temperature, interval: 50ms, sim: {seed: 1, base: 12, noise: 1}}
+  - {name: ph-a, type: sim, quantity: ph, interval: 100ms, sim: {seed: 2, base: 5.4, noise: 0.2}}
+rules:
+  rules:
+    - {name: temperature-low, sensors: temp-*, raise: "< 10", clear: "> 10.5"}
+    - {name: ph-high, sensors: ph-*, raise: "> 5.5", clear: "< 5.4"}
+`
+
+type gw struct {
+	id, dir, cfg string
+	p            *proc
+}
+
+func newGateway(t *testing.T, h *hub, id, hubAddr string) *gw {
+	t.Helper()
+	dir := t.TempDir()
+	tok := h.ctl(t, "token", "issue", "--device", id, "--profile", "gateway", "--ttl", "1h")
+	tokFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokFile, []byte(tok), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "gateway.yaml")
+	y := fmt.Sprintf(gatewayYAML, id, filepath.Join(dir, "data"), hubAddr, filepath.Join(h.dir, "pki", "ca.crt"), tokFile)
+	if err := os.WriteFile(cfg, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &gw{id: id, dir: dir, cfg: cfg}
+}
+
+func (g *gw) start(t *testing.T) { g.p = start(t, "outpost-gateway", "run", "--config", g.cfg) }
+
+// drained waits until the gateway's heartbeat reports an empty outbox.
+func drained(t *testing.T, h *hub, device string, within time.Duration) {
+	t.Helper()
+	waitFor(t, within, "outbox drained", func() bool {
+		var d struct {
+			Heartbeat struct {
+				Outbox int64 `json:"outbox"`
+			} `json:"heartbeat"`
+			LastSeq uint64 `json:"last_seq"`
+		}
+		return h.tryGet("/api/v1/devices/"+device, &d) == nil && d.LastSeq > 0 && d.Heartbeat.Outbox == 0
+	})
+}
+
+func TestGatewayToHubSurvivesKillsAndOutages(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e")
+	}
+	hubDir := t.TempDir()
+	mqttAddr, httpAddr := freePort(t), freePort(t)
+	h := startHub(t, hubDir, mqttAddr, httpAddr)
+	px := newProxy(t, mqttAddr)
+	g := newGateway(t, h, "gw-e2e", px.addr())
+	g.start(t)
+	waitFor(t, 20*time.Second, "first readings", func() bool { return len(h.seqs(t, "gw-e2e")) > 20 })
+
+	// The gateway never listens.
+	if ls := listeningSockets(t, g.p.cmd.Process.Pid); len(ls) > 0 {
+		t.Fatalf("gateway has listening sockets: %v", ls)
+	}
+
+	// 1. kill -9 the hub mid-stream, restart it.
+	h.p.kill9()
+	time.Sleep(time.Second) // the gateway keeps sampling into its outbox
+	h = startHub(t, hubDir, mqttAddr, httpAddr)
+
+	// 2. kill -9 the gateway mid-stream, restart it.
+	waitFor(t, 20*time.Second, "gateway reconnected", func() bool { return len(h.seqs(t, "gw-e2e")) > 60 })
+	g.p.kill9()
+	g.start(t)
+
+	// 3. Cut the network for a while, then restore it.
+	waitFor(t, 20*time.Second, "gateway reconnected after kill", func() bool {
+		var d struct{ State string }
+		return h.tryGet("/api/v1/devices/gw-e2e", &d) == nil && d.State == "online"
+	})
+	px.cut()
+	time.Sleep(3 * time.Second)
+	px.restore()
+
+	// Let it run, stop the gateway cleanly, and compare.
+	time.Sleep(2 * time.Second)
+	drained(t, h, "gw-e2e", 30*time.Second)
+	g.p.stop(t)
+	// Every seq the gateway assigned is at the hub or still waits in the
+	// gateway's outbox (taken in the last moments, or queued behind newer
+	// records); nothing else is at the hub, nothing is missing.
+	ob, err := outbox.Open(context.Background(), filepath.Join(g.dir, "data", "outbox.db"), outbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close(context.Background())
+	pending, err := ob.Pending(context.Background(), 0, 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := ob.Stats().LastSeq
+	hubSeqs := h.seqs(t, "gw-e2e")
+	have := map[uint64]bool{}
+	for _, s := range hubSeqs {
+		if s == 0 || s > last {
+			t.Fatalf("hub holds seq %d, but the gateway assigned only 1..%d", s, last)
+		}
+		have[s] = true
+	}
+	for _, r := range pending {
+		have[r.Seq] = true
+	}
+	for s := uint64(1); s <= last; s++ {
+		if !have[s] {
+			t.Fatalf("seq %d is neither at the hub nor in the outbox: lost (hub has %d records, outbox %d, last seq %d)", s, len(hubSeqs), len(pending), last)
+		}
+	}
+	if len(hubSeqs) < int(last)/2 {
+		t.Fatalf("only %d of %d records reached the hub", len(hubSeqs), last)
+	}
+	t.Logf("hub holds %d records, the outbox %d more: every seq 1..%d exactly once at the hub", len(hubSeqs), len(pending), last)
+
+	// Presence history shows the ordeal with reasons.
+	var ph struct {
+		Presence []struct{ State, Reason string } `json:"presence"`
+	}
+	h.get(t, "/api/v1/devices/gw-e2e/presence", &ph)
+	reasons := map[string]bool{}
+	for _, p := range ph.Presence {
+		reasons[p.Reason] = true
+	}
+	for _, want := range []string{"connected", "clean_disconnect"} {
+		if !reasons[want] {
+			t.Errorf("presence history lacks %q: %+v", want, ph.Presence)
+		}
+	}
+}
+
+func TestAlertsArriveWithOriginalTime(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e")
+	}
+	hubDir := t.TempDir()
+	mqttAddr, httpAddr := freePort(t), freePort(t)
+	h := startHub(t, hubDir, mqttAddr, httpAddr)
+	px := newProxy(t, mqttAddr)
+	g := newGateway(t, h, "gw-alerts", px.addr())
+	px.cut() // offline from the start: alerts are raised at the edge
+	g.start(t)
+	time.Sleep(3 * time.Second)
+	cutAt := time.Now()
+	px.restore()
+	waitFor(t, 30*time.Second, "an alert at the hub", func() bool {
+		var r struct {
+			Records []struct {
+				Kind string `json:"kind"`
+				T    int64  `json:"t"`
+			} `json:"records"`
+		}
+		if h.tryGet("/api/v1/devices/gw-alerts/log?limit=10000", &r) != nil {
+			return false
+		}
+		for _, x := range r.Records {
+			if x.Kind == "alert" && time.UnixMilli(x.T).Before(cutAt) {
+				return true // raised while offline, kept its original time
+			}
+		}
+		return false
+	})
+}
+
+// listeningSockets lists TCP/UDP sockets in LISTEN state owned by pid.
+func listeningSockets(t *testing.T, pid int) []string {
+	t.Helper()
+	inodes := map[string]bool{}
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, fd := range fds {
+		l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err == nil && strings.HasPrefix(l, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	if len(inodes) == 0 {
+		t.Fatal("no sockets at all: the check would be vacuous")
+	}
+	var out []string
+	for _, f := range []string{"tcp", "tcp6"} {
+		fh, err := os.Open(fmt.Sprintf("/proc/%d/net/%s", pid, f))
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(fh)
+		for sc.Scan() {
+			fl := strings.Fields(sc.Text())
+			if len(fl) < 10 || fl[3] != "0A" { // 0A = TCP_LISTEN
+				continue
+			}
+			if inodes[fl[9]] {
+				out = append(out, f+" "+fl[1])
+			}
+		}
+		fh.Close()
+	}
+	for _, f := range []string{"udp", "udp6"} {
+		fh, err := os.Open(fmt.Sprintf("/proc/%d/net/%s", pid, f))
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(fh)
+		for sc.Scan() {
+			fl := strings.Fields(sc.Text())
+			if len(fl) >= 10 && inodes[fl[9]] {
+				out = append(out, f+" "+fl[1])
+			}
+		}
+		fh.Close()
+	}
+	return out
+}
+
+// proxy is a TCP proxy the test can cut (closing every connection and
+// refusing new ones) and restore.
+type proxy struct {
+	t      *testing.T
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	down   bool
+	conns  map[net.Conn]bool
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{t: t, ln: ln, target: target, conns: map[net.Conn]bool{}}
+	go p.serve()
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	return p
+}
+
+func (p *proxy) addr() string { return p.ln.Addr().String() }
+
+func (p *proxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.down {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		p.mu.Unlock()
+		go p.pipe(c)
+	}
+}
+
+func (p *proxy) pipe(c net.Conn) {
+	u, err := net.DialTimeout("tcp", p.target, 2*time.Second)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	if p.down {
+		p.mu.Unlock()
+		c.Close()
+		u.Close()
+		return
+	}
+	p.conns[c], p.conns[u] = true, true
+	p.mu.Unlock()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(u, c); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, u); done <- struct{}{} }()
+	<-done
+	c.Close()
+	u.Close()
+	p.mu.Lock()
+	delete(p.conns, c)
+	delete(p.conns, u)
+	p.mu.Unlock()
+}
+
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
+func (p *proxy) restore() {
+	p.mu.Lock()
+	p.down = false
+	p.mu.Unlock()
+}
+
+var _ = tls.VersionTLS12
+var _ = strconv.Itoa
