@@ -18,7 +18,6 @@ import (
 // hubFlags are the connection flags every hub command takes.
 type hubFlags struct {
 	hub, token, tokenFile, ca string
-	insecure                  bool
 }
 
 func (h *hubFlags) add(fs *flag.FlagSet) {
