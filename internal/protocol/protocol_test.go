@@ -90,13 +90,13 @@ func TestDecodeBatchErrors(t *testing.T) {
 	cases := map[string]string{
 		`{"v":1,"records":[]}`: "no records",
 		`{"v":1,"records":[{"seq":2,"kind":"reading","t":5,"sensor":"a","value":1},{"seq":2,"kind":"reading","t":5,"sensor":"a","value":1}]}`: "not greater",
-		`{"v":1,"records":[{"seq":1,"kind":"reading","t":5,"sensor":"a"}]}`:                          "without value",
-		`{"v":1,"records":[{"seq":1,"kind":"nope","t":5,"sensor":"a"}]}`:                             "kind",
-		`{"v":1,"records":[{"seq":1,"kind":"alert","t":5,"alert":{"rule":"r","state":"x"}}]}`:        "alert.state",
-		`{"v":1,"records":[{"seq":1,"kind":"fault","t":5,"sensor":"a"}]}`:                            "fault.cause",
-		`{"v":1,"records":[{"seq":1,"kind":"reading","t":0,"sensor":"a","value":1}]}`:                "unix ms",
-		`{"v":1,"records":[{"seq":1,"kind":"reading","clock":"mono","sensor":"a","value":1}]}`:       "boot",
-		`{"v":1,"records":[{"seq":1,"kind":"reading","t":5,"sensor":"a","value":1}]} {}`:             "trailing",
+		`{"v":1,"records":[{"seq":1,"kind":"reading","t":5,"sensor":"a"}]}`:                                                                   "without value",
+		`{"v":1,"records":[{"seq":1,"kind":"nope","t":5,"sensor":"a"}]}`:                                                                      "kind",
+		`{"v":1,"records":[{"seq":1,"kind":"alert","t":5,"alert":{"rule":"r","state":"x"}}]}`:                                                 "alert.state",
+		`{"v":1,"records":[{"seq":1,"kind":"fault","t":5,"sensor":"a"}]}`:                                                                     "fault.cause",
+		`{"v":1,"records":[{"seq":1,"kind":"reading","t":0,"sensor":"a","value":1}]}`:                                                         "unix ms",
+		`{"v":1,"records":[{"seq":1,"kind":"reading","clock":"mono","sensor":"a","value":1}]}`:                                                "boot",
+		`{"v":1,"records":[{"seq":1,"kind":"reading","t":5,"sensor":"a","value":1}]} {}`:                                                      "trailing",
 		`[]`: "cannot unmarshal",
 	}
 	for in, want := range cases {
