@@ -523,3 +523,112 @@ func TestAPIErrors(t *testing.T) {
 		t.Fatalf("gateway profile ACL = %+v", ir.ACL)
 	}
 }
+
+func TestPresenceEventsOnMQTTAndSSE(t *testing.T) {
+	th := startHub(t, t.TempDir())
+	// A watcher allowed to read the fleet presence topic, and an SSE stream.
+	watchTok, _, err := th.Issue(context.Background(), token.Request{Device: "watcher", Sub: []string{protocol.TopicFleetPresence}, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan protocol.PresenceEvent, 16)
+	w := th.dial(t, "watcher", watchTok, mqtttest.Options{OnPublish: func(p *paho.Publish) {
+		var ev protocol.PresenceEvent
+		if json.Unmarshal(p.Payload, &ev) == nil && ev.Device == "gw-1" {
+			events <- ev
+		}
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := w.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: protocol.TopicFleetPresence}}}); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, "GET", th.addrs.HTTPURL+"/api/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+th.AdminToken())
+	resp, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: th.tls}}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sse := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := resp.Body.Read(buf)
+			if n > 0 {
+				sse <- string(buf[:n])
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+
+	tok, _ := th.issue(t, "gw-1", time.Hour)
+	c := th.dial(t, "gw-1", tok, mqtttest.Options{})
+	// The retained birth of this session…
+	birth := []byte(`{"v":1,"state":"online","epoch":2,"hb_s":15}`)
+	if rc := publish(t, c, protocol.DeviceTopic("gw-1", protocol.SufStatus), birth); rc != 0 {
+		t.Fatalf("birth rc %x", rc)
+	}
+	_ = c.Disconnect(&paho.Disconnect{})
+	want := []string{"online", "offline"}
+	for _, st := range want {
+		select {
+		case ev := <-events:
+			if ev.State != st {
+				t.Fatalf("MQTT presence event %+v, want state %s", ev, st)
+			}
+		case <-ctx.Done():
+			t.Fatalf("no MQTT presence event %s", st)
+		}
+	}
+	var got strings.Builder
+	for !strings.Contains(got.String(), `"state":"offline"`) {
+		select {
+		case s := <-sse:
+			got.WriteString(s)
+		case <-ctx.Done():
+			t.Fatalf("SSE stream lacks the offline event: %q", got.String())
+		}
+	}
+	if !strings.Contains(got.String(), "event: presence") {
+		t.Fatalf("SSE event name missing: %q", got.String())
+	}
+}
+
+func TestStaleWillDoesNotOverwriteNewerBirth(t *testing.T) {
+	th := startHub(t, t.TempDir())
+	tok, _ := th.issue(t, "gw-1", time.Hour)
+	statusTopic := protocol.DeviceTopic("gw-1", protocol.SufStatus)
+	will := &paho.WillMessage{Topic: statusTopic, QoS: 1, Retain: true, Payload: []byte(`{"v":1,"state":"offline","epoch":1}`)}
+	old := th.dial(t, "gw-1", tok, mqtttest.Options{Will: will})
+	// The new session takes over and publishes its retained birth.
+	cur := th.dial(t, "gw-1", tok, mqtttest.Options{Will: will})
+	<-old.Done()
+	pctx, pcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer pcancel()
+	if _, err := cur.Publish(pctx, &paho.Publish{Topic: statusTopic, QoS: 1, Retain: true, Payload: []byte(`{"v":1,"state":"online","epoch":2}`)}); err != nil {
+		t.Fatalf("birth: %v", err)
+	}
+	// A reader of the retained status sees the newer session's birth.
+	readTok, _, err := th.Issue(context.Background(), token.Request{Device: "reader", Sub: []string{"outpost/v1/d/+/status"}, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 4)
+	r := th.dial(t, "reader", readTok, mqtttest.Options{OnPublish: func(p *paho.Publish) { got <- string(p.Payload) }})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := r.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: statusTopic, QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-got:
+		if !strings.Contains(p, `"online"`) {
+			t.Fatalf("retained status = %s: the taken-over session's will overwrote the birth", p)
+		}
+	case <-ctx.Done():
+		t.Fatal("no retained status")
+	}
+}

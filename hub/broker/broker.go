@@ -413,10 +413,23 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 // OnWill keeps a stale connection's will from overwriting the retained birth
 // of the device's newer session: it is delivered, but not retained.
 func (h *authHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
-	if cl.IsTakenOver() || !h.b.opts.Presence.IsCurrent(cl.ID, cl) {
+	if cl.IsTakenOver() || errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) || h.b.newerSession(cl) {
 		will.Retain = false
 	}
 	return will, nil
+}
+
+// newerSession reports whether another connection with cl's client id has
+// authenticated (it is taking over, or took over, cl's session).
+func (b *Broker) newerSession(cl *mqtt.Client) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for other, s := range b.sessions {
+		if other != cl && s.device == cl.ID {
+			return true
+		}
+	}
+	return false
 }
 
 // presenceHook turns connections, birth messages, heartbeats and wills into presence.
