@@ -596,39 +596,3 @@ func TestPresenceEventsOnMQTTAndSSE(t *testing.T) {
 		t.Fatalf("SSE event name missing: %q", got.String())
 	}
 }
-
-func TestStaleWillDoesNotOverwriteNewerBirth(t *testing.T) {
-	th := startHub(t, t.TempDir())
-	tok, _ := th.issue(t, "gw-1", time.Hour)
-	statusTopic := protocol.DeviceTopic("gw-1", protocol.SufStatus)
-	will := &paho.WillMessage{Topic: statusTopic, QoS: 1, Retain: true, Payload: []byte(`{"v":1,"state":"offline","epoch":1}`)}
-	old := th.dial(t, "gw-1", tok, mqtttest.Options{Will: will})
-	// The new session takes over and publishes its retained birth.
-	cur := th.dial(t, "gw-1", tok, mqtttest.Options{Will: will})
-	<-old.Done()
-	pctx, pcancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer pcancel()
-	if _, err := cur.Publish(pctx, &paho.Publish{Topic: statusTopic, QoS: 1, Retain: true, Payload: []byte(`{"v":1,"state":"online","epoch":2}`)}); err != nil {
-		t.Fatalf("birth: %v", err)
-	}
-	// A reader of the retained status sees the newer session's birth.
-	readTok, _, err := th.Issue(context.Background(), token.Request{Device: "reader", Sub: []string{"outpost/v1/d/+/status"}, TTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := make(chan string, 4)
-	r := th.dial(t, "reader", readTok, mqtttest.Options{OnPublish: func(p *paho.Publish) { got <- string(p.Payload) }})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := r.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: statusTopic, QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case p := <-got:
-		if !strings.Contains(p, `"online"`) {
-			t.Fatalf("retained status = %s: the taken-over session's will overwrote the birth", p)
-		}
-	case <-ctx.Done():
-		t.Fatal("no retained status")
-	}
-}
