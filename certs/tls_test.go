@@ -3,9 +3,12 @@ package certs
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -295,5 +298,88 @@ func TestLoadErrors(t *testing.T) {
 				t.Errorf("err = %v, want certs: ... %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestConfigsPinTLS12(t *testing.T) {
+	p := mustInit(t)
+	devCrt, devKey, err := IssueDevice(p.Dir, "d1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := DeviceTLS(p.CACert, devCrt, devKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, cfg := range map[string]*tls.Config{
+		"server": mustServerTLS(t, p, p.CACert), "client": mustClientTLS(t, p.CACert), "device": dev,
+	} {
+		if cfg.MinVersion != tls.VersionTLS12 {
+			t.Errorf("%s MinVersion = %s, want TLS 1.2", name, tls.VersionName(cfg.MinVersion))
+		}
+	}
+	if cfg := mustClientTLS(t, p.CACert); cfg.RootCAs == nil || cfg.InsecureSkipVerify {
+		t.Error("client config does not pin the CA")
+	}
+}
+
+// PeerDeviceID trusts only a verified leaf whose CN, URI SAN and usage agree.
+func TestPeerDeviceID(t *testing.T) {
+	p := mustInit(t)
+	now := time.Now()
+	ca, err := loadIssuer(p, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := func(cn string, uris []string, usage []x509.ExtKeyUsage) *x509.Certificate {
+		tmpl := &x509.Certificate{Subject: pkix.Name{CommonName: cn}, ExtKeyUsage: usage}
+		for _, u := range uris {
+			pu, err := url.Parse(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tmpl.URIs = append(tmpl.URIs, pu)
+		}
+		crtPEM, _, err := ca.issueLeaf(tmpl, DeviceValidity, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := pem.Decode(crtPEM)
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	client := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	for _, tc := range []struct {
+		name string
+		leaf *x509.Certificate
+		want string // "" = error
+	}{
+		{"issued device", leaf("gw-1", []string{"urn:outpost:device:gw-1"}, client), "gw-1"},
+		{"no URI SAN", leaf("gw-1", nil, client), "gw-1"},
+		{"URI names another device", leaf("gw-1", []string{"urn:outpost:device:gw-2"}, client), ""},
+		{"server usage only", leaf("gw-1", []string{"urn:outpost:device:gw-1"}, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}), ""},
+		{"CN not a device id", leaf("../ca", nil, client), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cs := tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{tc.leaf, ca.cert}}}
+			id, err := PeerDeviceID(cs)
+			if tc.want == "" {
+				if err == nil {
+					t.Errorf("PeerDeviceID = %q, want an error", id)
+				}
+				return
+			}
+			if err != nil || id != tc.want {
+				t.Errorf("PeerDeviceID = %q, %v; want %q", id, err, tc.want)
+			}
+		})
+	}
+	// Presented but unverified certificates are not an identity.
+	unverified := tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf("gw-1", nil, client)}}
+	if id, err := PeerDeviceID(unverified); err == nil {
+		t.Errorf("PeerDeviceID of an unverified certificate = %q", id)
 	}
 }
