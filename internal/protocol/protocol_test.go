@@ -158,12 +158,16 @@ func FuzzDecodeOthers(f *testing.F) {
 	f.Add([]byte(`{"v":1,"uptime_s":3,"outbox":0,"sensors":{"a":"ok"}}`))
 	f.Add([]byte(`{"v":1,"ttl":"24h"}`))
 	f.Add([]byte(`{"v":1,"token":"x","exp":5}`))
+	f.Add([]byte(`{"v":1,"rollout":"r1","release":"1.2.0","manifest":{"v":1},"url":"https://hub:8443/a","t":1}`))
+	f.Add([]byte(`{"v":1,"rollout":"r1","release":"1.2.0","state":"downloading","bytes":5,"total":10,"t":1}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, dec := range []func([]byte) error{
 			func(b []byte) error { _, err := DecodeStatus(b); return err },
 			func(b []byte) error { _, err := DecodeHeartbeat(b); return err },
 			func(b []byte) error { _, err := DecodeTokenRequest(b); return err },
 			func(b []byte) error { _, err := DecodeTokenResponse(b); return err },
+			func(b []byte) error { _, err := DecodeOTANotice(b); return err },
+			func(b []byte) error { _, err := DecodeOTAStatus(b); return err },
 		} {
 			if err := dec(b); err != nil && !errors.Is(err, ErrInvalid) {
 				t.Fatalf("error not ErrInvalid: %v", err)
