@@ -60,8 +60,13 @@ type Options struct {
 	Log        LogStore
 	Heartbeats HeartbeatStore
 	Refresher  TokenRefresher
-	Metrics    *metrics.Registry
-	Logger     *slog.Logger
+	// Handlers receive device messages on other suffixes of the device's own
+	// topics (e.g. "ota/status"), inline on the publisher's packet path: keep
+	// them short. An error (wrap protocol.ErrInvalid for bad payloads) is
+	// counted, logged and answered with PUBACK 0x99; the message is not forwarded.
+	Handlers map[string]func(device string, payload []byte) error
+	Metrics  *metrics.Registry
+	Logger   *slog.Logger
 
 	// Per-client resources (memory per idle connection).
 	WritesPending   int32 // outbound queue slots; default 128
@@ -514,15 +519,21 @@ func (h *presenceHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 	case protocol.SufStatus:
 		st, err := protocol.DecodeStatus(pk.Payload)
 		if err != nil {
-			return pk, b.reject(cl, "status", err)
+			return pk, b.reject(cl, pk, "status", err)
 		}
 		if st.State == "online" {
 			b.opts.Presence.Birth(cl.ID, cl, st.HeartbeatS, st.Firmware)
 		}
+	default:
+		if fn := b.opts.Handlers[suffix]; fn != nil {
+			if err := fn(cl.ID, pk.Payload); err != nil {
+				return pk, b.reject(cl, pk, suffix, err)
+			}
+		}
 	case protocol.SufHeartbeat:
 		hb, err := protocol.DecodeHeartbeat(pk.Payload)
 		if err != nil {
-			return pk, b.reject(cl, "heartbeat", err)
+			return pk, b.reject(cl, pk, "heartbeat", err)
 		}
 		b.opts.Presence.Heartbeat(cl.ID, cl, hb.Firmware)
 		if b.opts.Heartbeats != nil {
@@ -532,10 +543,14 @@ func (h *presenceHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 	return pk, nil
 }
 
-// reject counts and logs a malformed payload; for QoS 1 the v5 PUBACK says why.
-func (b *Broker) reject(cl *mqtt.Client, kind string, err error) error {
+// reject counts and logs a malformed payload and keeps it from subscribers;
+// a v5 QoS 1 publisher gets PUBACK 0x99 saying why.
+func (b *Broker) reject(cl *mqtt.Client, pk packets.Packet, kind string, err error) error {
 	b.m.invalid.Inc(kind)
 	b.log.Warn("mqtt: payload rejected", "client", cl.ID, "kind", kind, "err", err)
+	if pk.FixedHeader.Qos == 0 || cl.Properties.ProtocolVersion < 5 {
+		return packets.ErrRejectPacket
+	}
 	return packets.ErrPayloadFormatInvalid
 }
 
@@ -561,12 +576,12 @@ func (h *logHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		// A token may grant another device's log topic (a bridge); records are
 		// stored under the topic's device either way.
 		if err := protocol.ValidateDeviceID(id); err != nil {
-			return pk, b.reject(cl, "log", err)
+			return pk, b.reject(cl, pk, "log", err)
 		}
 	}
 	bt, err := protocol.DecodeBatch(pk.Payload)
 	if err != nil {
-		return pk, b.reject(cl, "log", err)
+		return pk, b.reject(cl, pk, "log", err)
 	}
 	start := time.Now()
 	n, err := b.opts.Log.AppendLog(b.ctx, id, bt.Records)
