@@ -52,7 +52,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -77,7 +77,7 @@ type syncBuf struct {
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-func start(t *testing.T, name string, args ...string) *proc {
+func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, name), args...)
 	p := &proc{cmd: cmd, out: &syncBuf{}, done: make(chan struct{})}
@@ -105,7 +105,7 @@ func tail(s string, n int) string {
 }
 
 func (p *proc) kill9() { _ = p.cmd.Process.Signal(syscall.SIGKILL); <-p.done }
-func (p *proc) stop(t *testing.T) {
+func (p *proc) stop(t testing.TB) {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
@@ -121,7 +121,7 @@ type hub struct {
 	client          *http.Client
 }
 
-func startHub(t *testing.T, dir, mqtt, httpAddr string) *hub {
+func startHub(t testing.TB, dir, mqtt, httpAddr string) *hub {
 	t.Helper()
 	h := &hub{dir: dir, mqtt: mqtt, http: httpAddr}
 	h.p = start(t, "outpost-hub", "serve", "--data-dir", dir, "--mqtt-listen", mqtt, "--http-listen", httpAddr)
@@ -148,7 +148,7 @@ func startHub(t *testing.T, dir, mqtt, httpAddr string) *hub {
 	return h
 }
 
-func (h *hub) get(t *testing.T, path string, out any) {
+func (h *hub) get(t testing.TB, path string, out any) {
 	t.Helper()
 	if err := h.tryGet(path, out); err != nil {
 		t.Fatal(err)
@@ -172,7 +172,7 @@ func (h *hub) tryGet(path string, out any) error {
 }
 
 // ctl runs outpostctl against the hub.
-func (h *hub) ctl(t *testing.T, args ...string) string {
+func (h *hub) ctl(t testing.TB, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "outpostctl"), args...)
 	cmd.Env = append(os.Environ(), "OUTPOST_HUB=https://"+h.http, "OUTPOST_ADMIN_TOKEN="+h.admin, "OUTPOST_CA="+filepath.Join(h.dir, "pki", "ca.crt"))
@@ -184,7 +184,7 @@ func (h *hub) ctl(t *testing.T, args ...string) string {
 }
 
 // seqs returns every stored seq of device (all record kinds), via the log API.
-func (h *hub) seqs(t *testing.T, device string) []uint64 {
+func (h *hub) seqs(t testing.TB, device string) []uint64 {
 	t.Helper()
 	var all []uint64
 	since := uint64(0)
@@ -220,7 +220,7 @@ func (h *hub) seqs(t *testing.T, device string) []uint64 {
 	}
 }
 
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
@@ -251,7 +251,7 @@ type gw struct {
 	p            *proc
 }
 
-func newGateway(t *testing.T, h *hub, id, hubAddr string) *gw {
+func newGateway(t testing.TB, h *hub, id, hubAddr string) *gw {
 	t.Helper()
 	dir := t.TempDir()
 	tok := h.ctl(t, "token", "issue", "--device", id, "--profile", "gateway", "--ttl", "1h")
@@ -267,10 +267,10 @@ func newGateway(t *testing.T, h *hub, id, hubAddr string) *gw {
 	return &gw{id: id, dir: dir, cfg: cfg}
 }
 
-func (g *gw) start(t *testing.T) { g.p = start(t, "outpost-gateway", "run", "--config", g.cfg) }
+func (g *gw) start(t testing.TB) { g.p = start(t, "outpost-gateway", "run", "--config", g.cfg) }
 
 // drained waits until the gateway's heartbeat reports an empty outbox.
-func drained(t *testing.T, h *hub, device string, within time.Duration) {
+func drained(t testing.TB, h *hub, device string, within time.Duration) {
 	t.Helper()
 	waitFor(t, within, "outbox drained", func() bool {
 		var d struct {
@@ -407,7 +407,7 @@ func TestAlertsArriveWithOriginalTime(t *testing.T) {
 }
 
 // listeningSockets lists TCP/UDP sockets in LISTEN state owned by pid.
-func listeningSockets(t *testing.T, pid int) []string {
+func listeningSockets(t testing.TB, pid int) []string {
 	t.Helper()
 	inodes := map[string]bool{}
 	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
@@ -458,7 +458,7 @@ func listeningSockets(t *testing.T, pid int) []string {
 // proxy is a TCP proxy the test can cut (closing every connection and
 // refusing new ones) and restore.
 type proxy struct {
-	t      *testing.T
+	t      testing.TB
 	ln     net.Listener
 	target string
 	mu     sync.Mutex
@@ -466,7 +466,7 @@ type proxy struct {
 	conns  map[net.Conn]bool
 }
 
-func newProxy(t *testing.T, target string) *proxy {
+func newProxy(t testing.TB, target string) *proxy {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
