@@ -18,9 +18,11 @@ import (
 const crashEnv = "OUTBOX_CRASH_CHILD_DB"
 
 // TestCrashChild is the child process of TestCrashRecovery: it appends
-// readings whose value is the seq it expects them to get, flushes every few
-// records and, after each Flush returned, prints "committed <seq>". It runs
-// until it is killed.
+// readings whose value is the seq it expects them to get and prints
+// "assigned <seq>" for each; it acknowledges every fifth one at once, as
+// the uplink does with a record it published from the buffer ("acked
+// <seq>"); it flushes every seven records and, after each Flush returned,
+// prints "committed <seq>". It runs until it is killed.
 func TestCrashChild(t *testing.T) {
 	path := os.Getenv(crashEnv)
 	if path == "" {
@@ -39,85 +41,147 @@ func TestCrashChild(t *testing.T) {
 			fmt.Printf("error append: seq %d, want %d: %v\n", seq, next, err)
 			os.Exit(2)
 		}
+		fmt.Printf("assigned %d\n", seq) // os.Stdout is unbuffered
 		next++
+		if i%5 == 4 {
+			if err := o.Ack(bg, seq); err != nil {
+				fmt.Printf("error ack: %v\n", err)
+				os.Exit(2)
+			}
+			fmt.Printf("acked %d\n", seq)
+		}
 		if i%7 == 6 {
 			if err := o.Flush(bg); err != nil {
 				fmt.Printf("error flush: %v\n", err)
 				os.Exit(2)
 			}
-			fmt.Printf("committed %d\n", seq) // os.Stdout is unbuffered
+			fmt.Printf("committed %d\n", seq)
 		}
 	}
 }
 
 // TestCrashRecovery kills a writer process with SIGKILL at arbitrary points
-// (mid-transaction included) and checks after each kill that every record
-// whose Flush returned is stored, intact, that the stored seqs are exactly
-// 1..N without a gap, and that the sequence continues after N.
+// (mid-commit, or mid-reservation) and checks after each
+// kill that every unacknowledged record whose Flush returned is stored,
+// intact; that nothing is stored that the child did not assign; and that
+// the seqs assigned after the restart start above every seq the child ever
+// handed out, so a record published from the buffer before the crash (and
+// lost with it) can never clash with a new record at the hub.
 func TestCrashRecovery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts child processes")
 	}
 	path := filepath.Join(t.TempDir(), "outbox.db")
-	var reportedMax uint64
+	var (
+		assigned = map[uint64]bool{} // every seq any child handed out
+		acked    = map[uint64]bool{}
+		kept     = map[uint64]bool{} // stored, unacknowledged: must stay
+		highest  uint64              // the greatest seq handed out
+	)
 	for round := range 4 {
-		// Kill after a varying number of confirmed commits.
-		target := uint64(20 + 37*round)
-		got, err := runAndKill(t, path, target)
+		// Kill after a varying number of confirmed commits; the later
+		// rounds cross reservation blocks (reserveBlock seqs).
+		target := highest + uint64(37+500*round)
+		run, err := runAndKill(t, path, target)
 		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
-		if got <= reportedMax {
-			t.Fatalf("round %d: child confirmed seq %d, not above the previous round's %d", round, got, reportedMax)
+		if len(run.assigned) == 0 || run.assigned[0] <= highest {
+			t.Fatalf("round %d: the child's first seq is not above %d, the greatest seq handed out before", round, highest)
 		}
-		reportedMax = got
+		for _, seq := range run.assigned {
+			if assigned[seq] {
+				t.Fatalf("round %d: seq %d assigned twice", round, seq)
+			}
+			assigned[seq] = true
+			highest = max(highest, seq)
+		}
+		for _, seq := range run.acked {
+			acked[seq] = true
+		}
 
 		o, err := Open(bg, path, Options{})
 		if err != nil {
 			t.Fatalf("round %d: reopen after SIGKILL: %v", round, err)
 		}
 		recs := all(t, o)
-		n := uint64(len(recs))
-		if n < reportedMax {
-			t.Fatalf("round %d: %d records stored, but the child confirmed seq %d as committed", round, n, reportedMax)
-		}
-		for i, r := range recs {
-			if r.Seq != uint64(i+1) {
-				t.Fatalf("round %d: record %d has seq %d: stored seqs are not 1..%d without gaps", round, i, r.Seq, n)
+		stored := map[uint64]bool{}
+		for _, r := range recs {
+			if !assigned[r.Seq] {
+				t.Fatalf("round %d: stored seq %d was never assigned", round, r.Seq)
 			}
 			if r.Value == nil || *r.Value != float64(r.Seq) {
 				t.Fatalf("round %d: seq %d holds value %v, want %d", round, r.Seq, r.Value, r.Seq)
 			}
+			stored[r.Seq] = true
 		}
-		if st := o.Stats(); st.LastSeq != n || st.Depth != int64(n) {
-			t.Fatalf("round %d: stats %+v after reopen, want last seq and depth %d", round, st, n)
+		// Committed and not acknowledged: must be there. (An acknowledged
+		// record may be there too: its delete may not have been committed.)
+		for _, seq := range run.assigned {
+			if seq <= run.committed && !acked[seq] && !stored[seq] {
+				t.Fatalf("round %d: seq %d was committed (confirmed up to %d) and not acknowledged, but is not stored", round, seq, run.committed)
+			}
+		}
+		for seq := range kept {
+			if !stored[seq] {
+				t.Fatalf("round %d: seq %d, stored after the previous round, is gone", round, seq)
+			}
+		}
+		lost := 0
+		for _, seq := range run.assigned {
+			switch {
+			case stored[seq] && !acked[seq]:
+				kept[seq] = true
+			case !stored[seq] && !acked[seq]:
+				lost++ // buffered, unpublished: the crash window
+			}
+		}
+		st := o.Stats()
+		if st.LastSeq < highest || st.Depth != int64(len(recs)) {
+			t.Fatalf("round %d: stats %+v after reopen, want last seq ≥ %d (every seq handed out) and depth %d", round, st, highest, len(recs))
+		}
+		seq := mustAppend(t, o, reading("s0", 0, t0))
+		if seq <= highest {
+			t.Fatalf("round %d: first seq after the crash is %d, not above %d, the greatest seq the child handed out", round, seq, highest)
+		}
+		assigned[seq], acked[seq], highest = true, true, seq
+		if err := o.Ack(bg, seq); err != nil { // keep the stored values equal to their seqs
+			t.Fatal(err)
 		}
 		if err := o.Close(bg); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("round %d: killed after confirmed seq %d; %d records stored", round, reportedMax, n)
+		t.Logf("round %d: killed after %d assigned (seqs %d..%d), %d acked, commits confirmed up to seq %d; %d records stored, %d lost unpublished; next seq %d",
+			round, len(run.assigned), run.assigned[0], run.assigned[len(run.assigned)-1], len(run.acked), run.committed, len(recs), lost, seq)
 	}
+}
+
+// childRun is what a TestCrashChild process reported before it was killed.
+type childRun struct {
+	assigned  []uint64 // in order
+	acked     []uint64
+	committed uint64 // the last seq confirmed committed
 }
 
 // runAndKill runs TestCrashChild on path until it confirmed a commit of at
 // least target, lets it run a moment longer, kills it with SIGKILL and
-// returns the highest seq it confirmed.
-func runAndKill(t *testing.T, path string, target uint64) (uint64, error) {
+// returns what it reported.
+func runAndKill(t *testing.T, path string, target uint64) (childRun, error) {
 	t.Helper()
+	var run childRun
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), crashEnv+"="+path)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return 0, err
+		return run, err
 	}
 	if err := cmd.Start(); err != nil {
-		return 0, err
+		return run, err
 	}
 	var (
-		confirmed uint64
-		killed    bool
-		lines     int
+		killed bool
+		lines  int
 	)
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
@@ -125,9 +189,9 @@ func runAndKill(t *testing.T, path string, target uint64) (uint64, error) {
 		if msg, ok := strings.CutPrefix(line, "error "); ok {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
-			return 0, fmt.Errorf("child: %s", msg)
+			return run, fmt.Errorf("child: %s", msg)
 		}
-		v, ok := strings.CutPrefix(line, "committed ")
+		what, v, ok := strings.Cut(line, " ")
 		if !ok {
 			continue
 		}
@@ -135,26 +199,33 @@ func runAndKill(t *testing.T, path string, target uint64) (uint64, error) {
 		if err != nil {
 			continue
 		}
-		confirmed = seq
-		if !killed && seq >= target {
-			lines++
-			// Let a few more commits start so the kill lands anywhere,
-			// mid-transaction included; the pipe keeps the lines it has.
-			if lines > int(target%5) {
-				if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-					return 0, err
+		switch what {
+		case "assigned":
+			run.assigned = append(run.assigned, seq)
+		case "acked":
+			run.acked = append(run.acked, seq)
+		case "committed":
+			run.committed = seq
+			if !killed && seq >= target {
+				lines++
+				// Let a few more commits start so the kill lands anywhere,
+				// mid-transaction included; the pipe keeps the lines it has.
+				if lines > int(target%5) {
+					if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+						return run, err
+					}
+					killed = true
 				}
-				killed = true
 			}
 		}
 	}
 	err = cmd.Wait()
 	var ee *exec.ExitError
 	if !killed {
-		return 0, fmt.Errorf("child exited before it was killed: %v", err)
+		return run, fmt.Errorf("child exited before it was killed: %v", err)
 	}
 	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		return 0, fmt.Errorf("child did not die of SIGKILL: %v", err)
+		return run, fmt.Errorf("child did not die of SIGKILL: %v", err)
 	}
-	return confirmed, nil
+	return run, nil
 }

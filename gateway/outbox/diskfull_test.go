@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -121,5 +122,49 @@ func TestDiskFull(t *testing.T) {
 	var ok string
 	if err := o.db.QueryRow("PRAGMA integrity_check").Scan(&ok); err != nil || ok != "ok" {
 		t.Fatalf("integrity_check = %q, %v", ok, err)
+	}
+}
+
+// An outbox whose disk is full at Open (it reserves seqs there, and applies
+// the bounds) still opens, so that the uplink can publish what is stored;
+// Append reports the full disk until a commit succeeds. Other errors still
+// fail Open. (On a real full disk a small transaction often still fits in
+// the WAL's last block: the failure is injected.)
+func TestOpenOnFullDisk(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	o := openT(t, path, Options{})
+	for i := range 10 {
+		mustAppend(t, o, reading("s", float64(i), t0))
+	}
+	mustClose(t, o)
+
+	full := true
+	opts := Options{FlushInterval: time.Hour, beforeCommit: func() error {
+		if full {
+			return fmt.Errorf("injected: %w", ErrDiskFull)
+		}
+		return nil
+	}}
+	o = openT(t, path, opts)
+	if st := o.Stats(); !errors.Is(st.FlushErr, ErrDiskFull) || st.Depth != 10 || st.LastSeq != 10 {
+		t.Fatalf("stats after Open on a full disk: %+v", st)
+	}
+	if recs, err := o.Peek(bg, 0, 0); err != nil || !slices.Equal(seqsOf(recs), span(1, 10)) {
+		t.Fatalf("Peek on a full disk = %v, %v", seqsOf(recs), err)
+	}
+	if _, err := o.Append(bg, reading("s", 1, t0)); !errors.Is(err, ErrDiskFull) || !strings.HasPrefix(err.Error(), "outbox: disk full") {
+		t.Fatalf("Append on a full disk: %v", err)
+	}
+	o.wmu.Lock()
+	full = false
+	o.wmu.Unlock()
+	if seq, err := o.Append(bg, reading("s", 1, t0)); err != nil || seq != 11 {
+		t.Fatalf("Append once the disk has room = %d, %v; want 11", seq, err)
+	}
+
+	opts.beforeCommit = func() error { return errors.New("injected") }
+	if o, err := Open(bg, filepath.Join(t.TempDir(), "x.db"), opts); err == nil {
+		_ = o.Close(bg)
+		t.Fatal("Open succeeded although its commit failed (not for a full disk)")
 	}
 }

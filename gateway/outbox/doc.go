@@ -1,97 +1,148 @@
 // Package outbox is the gateway's durable outbox: every reading, alert and
-// fault gets the device's next sequence number and is stored in SQLite before
-// the uplink may publish it; it is deleted only when the hub acknowledged it
-// (PUBACK). This is the gateway half of design invariant 2 ("nothing lost,
-// nothing doubled").
+// fault gets the device's next sequence number, is kept until the hub
+// acknowledged it (PUBACK), and is committed to SQLite unless the hub
+// acknowledged it first. This is the gateway half of design invariant 2
+// ("nothing lost, nothing doubled"), with the trade-off described under
+// "Durability" below: a record may be published from memory, before it is
+// on disk.
 //
 // # Sequence numbers
 //
-// The outbox keeps one per-device sequence: 1, 2, 3, ... strictly increasing
-// across restarts, crashes and power cuts. A number that was ever committed is
-// never assigned again, even after its record was acknowledged or dropped.
-// The high-water mark is stored without an extra write per commit: it is the
-// larger of the greatest seq in the records table and meta.last_seq, and
-// every transaction that deletes records (Ack, drops) also raises
-// meta.last_seq to the last committed seq. Committed seqs have no gaps: they
-// are committed in order, in batches.
+// The outbox keeps one per-device sequence, strictly increasing across
+// restarts, crashes and power cuts: a seq that was ever handed out (by
+// Append) is never assigned again, whether or not its record was ever
+// written, acknowledged or dropped.
 //
-// # Durability and the SD card
+// Seqs are reserved ahead in blocks: meta.last_seq is the reserved mark,
+// and Append hands out a seq only if it is at most the mark as committed
+// (fsynced). When fewer than reserveLow (512) reserved seqs are left, the
+// next commit raises the mark to the last seq + reserveBlock (1024) in its
+// own transaction; below 256, the background goroutine does it in a small
+// transaction of its own; Append waits for a reservation only if none is
+// left. So a reservation costs one small transaction per 1024 records at
+// most. Open continues after max(meta.last_seq, greatest stored seq).
+// Close lowers the mark to the last seq handed out, so a clean restart
+// continues without a gap; after a crash or power cut the next seq is above
+// the reservation, and the hub may see a gap (the seqs of records lost in
+// the crash window, and reserved seqs never handed out), never a clash.
 //
-// Writes are grouped to spare the SD card. Append only buffers the record in
-// memory; the buffer is committed in one transaction at most FlushInterval
-// (default 1 s) after its first record, or as soon as FlushRecords (default
-// 256) records are waiting (the Append that finds the buffer full commits
-// it first), or by Flush, AppendSync and Close.
+// The reservation reuses meta.last_seq (formerly "raised to the last
+// committed seq by every transaction that deletes records"), so the schema
+// is unchanged: a firmware that was rolled back opens the outbox and, since
+// it too continues after max(last_seq, greatest stored seq), never reuses a
+// seq either.
 //
-// Commits run with synchronous=FULL: the WAL is fsynced before a commit
-// returns, so a committed record survives a process crash, a kernel crash
-// and a power cut (on storage that honours fsync).
+// # Durability
 //
-//   - What a crash or power cut can lose: at most the unflushed buffer, the
-//     records appended in the last FlushInterval (and at most FlushRecords
-//     of them) whose Append returned but which were not committed yet.
-//     Their seqs were never committed, so after a restart the same numbers
-//     are assigned to new records: that is safe because they were never
-//     published (next point). A caller that needs a record durable now (an
-//     alert) uses AppendSync, or Flush after Append.
-//   - A record is never published before it is committed: the read methods
-//     (Pending, PendingAlerts, LatestPerSensor) return committed rows only;
-//     the buffer is invisible to them.
-//   - A committed record is removed only by Ack (after the hub's PUBACK) or
+// Writes are grouped to spare the SD card. Append only buffers the record
+// in memory. The buffer is committed in one transaction at most
+// FlushInterval (default 1 s) after its first record, or as soon as
+// FlushRecords (default 256) unacknowledged records wait (the Append that
+// finds the buffer full commits it first), or by Flush, AppendSync and
+// Close. Commits run with synchronous=FULL: the WAL is fsynced before a
+// commit returns, so a committed record survives a process crash, a kernel
+// crash and a power cut (on storage that honours fsync).
+//
+// The uplink publishes from the buffer: Peek, PendingAlerts and
+// LatestPerSensor return buffered records too (Appended tells when there
+// are new ones), so a reading reaches the hub without waiting for a
+// commit. Ack writes nothing: an acknowledged record still in the buffer
+// is dropped from it and never written at all (at sensor rates, on a
+// working connection, that is almost every record); the row of an
+// acknowledged stored record is deleted by the next commit, in the same
+// transaction as that commit's inserts (at most one transaction, one
+// fsync, per FlushInterval), and by Flush and Close. A record the hub
+// acknowledged is never returned again by the read methods of this
+// process.
+//
+//   - What a crash or power cut can lose: the unacknowledged records of the
+//     buffer, appended in the last FlushInterval (at most FlushRecords of
+//     them) and not committed yet, that had not reached the hub yet (a
+//     record the hub received, but whose PUBACK had not arrived, is at the
+//     hub anyway). A caller that needs a record durable now (an alert) uses
+//     AppendSync, or Flush after Append. Their seqs are not assigned again
+//     (see above): the hub sees a gap.
+//   - What it cannot lose or break: a committed, unacknowledged record; the
+//     sequence (no seq is ever reused, so a new record is never discarded
+//     by the hub as a duplicate of one published before the crash).
+//   - What it may double: a record acknowledged after it was committed,
+//     whose delete was not committed before the crash, is published again
+//     after the restart (at-least-once). The hub stores each (device, seq)
+//     at most once, so the copy is harmless.
+//   - A committed record is removed only after the hub acknowledged it, or
 //     by the bounds (MaxRecords, MaxBytes, MaxAge), which drop the oldest
 //     first, count the drops and keep the dropped range for a report.
 //
 // Why not synchronous=NORMAL, which skips the fsync at each commit: after a
-// power cut, NORMAL may roll back transactions that had committed. If their
-// records had been published and acknowledged, their seqs would be assigned
-// again to new readings, and the hub, which stores (device, seq) at most once,
-// would discard those new readings as duplicates.
+// power cut, NORMAL may roll back transactions that had committed,
+// reservations included; a rolled-back reservation would let seqs that had
+// already been published be assigned again, and the hub, which stores
+// (device, seq) at most once, would discard the new readings as
+// duplicates.
 //
 // # Disk writes
 //
-// A reading takes about 30 bytes in its B-tree page: the sensor name and unit
-// are stored once in the series table, the storage time as a small offset
-// from the event time. WAL mode writes each page twice (WAL, then the
-// database at checkpoint). Measured with TestBytesPerReading and
-// BenchmarkAppendFlush on ext4 (bytes that reached the block layer per
-// reading, /proc/self/io write_bytes, the final checkpoint included):
+// A reading takes about 30 bytes in its B-tree page: the sensor name and
+// unit are stored once in the series table, the storage time as a small
+// offset from the event time. WAL mode writes each page twice (WAL, then
+// the database at checkpoint). Measured with TestBytesPerReading,
+// BenchmarkAppendFlush and BenchmarkConnected on ext4 (bytes that reached
+// the block layer per reading, /proc/self/io write_bytes, the final
+// checkpoint included).
+//
+// During an outage (nothing acknowledged) every reading is written:
 //
 //	readings per commit       1      4     32    256 (a backlog burst)
-//	synchronous=FULL (used)  5.2k   1.4k   280    89
-//	synchronous=NORMAL       1.2k   380    150    72
+//	synchronous=FULL (used)  5.2k   1.4k   280    90
+//	synchronous=NORMAL       1.1k   380    150    74
 //
 // At sensor rates the commit, not the row, costs: each fsync writes at least
-// one 4 KiB block. A longer FlushInterval (more readings per commit) is the
-// knob that saves the SD card, at the price of a larger loss window.
+// one 4 KiB block. A longer FlushInterval (more readings per commit) saves
+// the SD card, at the price of a larger loss window.
+//
+// Connected, a reading is written only if its PUBACK has not arrived when
+// the flush timer fires; the next commit then deletes it. With 200
+// readings per FlushInterval (20 sensors at 10 Hz) and 2 records in flight
+// at every flush: 29 bytes per reading; with none in flight, only the
+// reservations are written: 7 bytes per reading.
 //
 // # Publishing after an outage
 //
 // The uplink sends, in this order: PendingAlerts (every unacknowledged
 // alert transition, oldest first, so the hub learns what is active and what
-// cleared while it was away), then LatestPerSensor (the newest reading of
-// each sensor), then the backlog with Pending(afterSeq, limit) at a capped
-// rate, calling Ack after each PUBACK. Records acknowledged in an earlier
-// phase are gone from the later ones; the hub stores each (device, seq) at
-// most once, so a record sent twice around a reconnect is harmless.
-// Commits happen in seq order, so a backlog cursor (afterSeq) never skips a
-// record; Committed returns a channel to wait on for the next commit.
+// cleared while it was away), then LatestPerSensor (the newest
+// unacknowledged reading of each sensor), then the backlog with Peek (or
+// Pending, committed records only) at a capped rate, calling Ack after
+// each PUBACK, while new records (Peek after the seq Appended returned at
+// the start) go out as they are appended. Records acknowledged in an
+// earlier phase are gone from the later ones; the hub stores each (device,
+// seq) at most once, so a record sent twice around a reconnect is
+// harmless. A read returns every unacknowledged record in a seq range, so a
+// cursor (afterSeq) never skips a record.
 //
 // # Bounds and drops
 //
-// When a commit leaves more than MaxRecords records, more than MaxBytes
-// (estimated, see Stats.Bytes) or records stored longer than MaxAge ago, the
-// oldest records are deleted in the same transaction, whether or not they
-// were already sent. Stats.Dropped counts them (persisted) and
-// Stats.Unreported holds the dropped range until it is reported: with
-// Options.DropNotice the outbox appends a record describing it (e.g. a fault)
-// and clears the range in the transaction that commits that record, so every
-// drop is reported exactly once, even across crashes.
+// When a commit leaves more than MaxRecords stored unacknowledged records,
+// more than MaxBytes (estimated, see Stats.Bytes) or records stored longer
+// than MaxAge ago, the oldest records are deleted in the same transaction
+// (after the acknowledged ones), whether or not they were already sent.
+// Stats.Dropped counts them (persisted) and Stats.Unreported holds the
+// dropped range until it is reported: with Options.DropNotice the outbox
+// appends a record describing it (e.g. a fault) and clears the range in the
+// transaction that commits that record, or, if the hub acknowledged the
+// record while it was still buffered, in the next commit. So every drop is
+// reported, even across crashes, and once, unless a crash comes between the
+// acknowledgement of a buffered notice and the next commit (then it is
+// reported again after the restart).
 //
 // # Full disk
 //
 // A commit that fails because the disk is full returns an error wrapping
 // ErrDiskFull ("outbox: disk full: ..."); the transaction is rolled back, the
 // records committed before are intact, and the failed batch stays in memory
-// and is retried by the next Flush, Append (which returns the error and does
-// not accept its record while the retry fails) or timer tick.
+// (less what the hub acknowledged meanwhile) and is retried by the next
+// Flush, Append (which returns the error and does not accept its record
+// while the retry fails) or timer tick. Buffered and stored records can
+// still be published and acknowledged. Open succeeds on a full disk (the
+// error is in Stats.FlushErr), so that the stored records can be sent.
 package outbox

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/outpost-iot/outpost/internal/protocol"
@@ -41,6 +42,18 @@ const (
 	journalSizeLimit = 8 << 20
 )
 
+// Sequence reservation (see "Sequence numbers" in the package comment).
+const (
+	// reserveBlock is how many seqs one reservation makes assignable. A
+	// crash skips at most this many seqs (plus those that were buffered).
+	reserveBlock = 1024
+	// reserveLow: a commit that finds fewer than this many reserved seqs
+	// left raises the reservation in its own transaction (no extra fsync);
+	// below reserveLow/2 the background goroutine raises it in a
+	// transaction of its own, so Append (almost) never waits for it.
+	reserveLow = reserveBlock / 2
+)
+
 // Errors callers branch on.
 var (
 	// ErrClosed is returned by calls on a closed Outbox.
@@ -58,18 +71,20 @@ type Options struct {
 	// MaxRecords bounds the committed, unacknowledged records; beyond it the
 	// oldest are dropped. 0 means DefaultMaxRecords, < 0 no limit.
 	MaxRecords int
-	// MaxBytes bounds Stats.Bytes (the estimated stored size); beyond it the
-	// oldest records are dropped. 0 means DefaultMaxBytes, < 0 no limit.
+	// MaxBytes bounds the estimated stored size of the committed,
+	// unacknowledged records; beyond it the oldest are dropped. 0 means
+	// DefaultMaxBytes, < 0 no limit.
 	MaxBytes int64
 	// MaxAge drops records stored longer ago than this (by Clock, at each
 	// commit). 0 or < 0: no age limit.
 	MaxAge time.Duration
 
 	// FlushInterval is the longest a record waits in memory before it is
-	// committed. 0 means DefaultFlushInterval.
+	// committed (unless it is acknowledged first), and the longest an
+	// acknowledged record stays stored. 0 means DefaultFlushInterval.
 	FlushInterval time.Duration
-	// FlushRecords commits the buffer as soon as this many records wait.
-	// 0 means DefaultFlushRecords.
+	// FlushRecords commits the buffer as soon as this many unacknowledged
+	// records wait in it. 0 means DefaultFlushRecords.
 	FlushRecords int
 
 	// Clock returns the current time, used for the stored time of each record
@@ -80,13 +95,17 @@ type Options struct {
 	// to stay within the bounds (e.g. a fault "seqs a..b dropped"). The
 	// outbox appends it after a commit that dropped records (and at Open if
 	// a drop is still unreported) and marks the range reported in the
-	// transaction that commits it. It must return a record that passes
-	// protocol.Record.Validate once it has a seq (Open checks one). It is
-	// called with the outbox locked and must not call the Outbox.
+	// transaction that commits it (or, if the hub acknowledged it while it
+	// was still buffered, in the next commit). It must return a record that
+	// passes protocol.Record.Validate once it has a seq (Open checks one).
+	// It is called with the outbox locked and must not call the Outbox.
 	DropNotice func(DropRange) protocol.Record
 
 	// tune adjusts the SQLite options; tests use it to compare settings.
 	tune func(*sqlitex.Options)
+	// beforeCommit, if set (by tests), runs in each commit transaction just
+	// before it commits; an error fails the commit.
+	beforeCommit func() error
 }
 
 // DropRange describes records deleted unacknowledged to stay within the
@@ -99,66 +118,117 @@ type DropRange struct {
 
 // Stats is a snapshot of the outbox's state, for heartbeats and metrics.
 type Stats struct {
-	Depth        int64         // committed records not yet acknowledged
-	Bytes        int64         // estimated stored size of those records: 32 bytes each plus the JSON body of alerts, faults and mono-clock records
-	Buffered     int           // records appended but not yet committed
-	LastSeq      uint64        // last seq assigned (to a buffered or committed record)
-	CommittedSeq uint64        // last seq committed
-	OldestSeq    uint64        // seq of the oldest committed record; 0 when empty
-	OldestAge    time.Duration // how long ago the oldest committed record was stored
-	Dropped      uint64        // records ever dropped by the bounds (persisted)
-	Unreported   DropRange     // dropped and not yet reported by a DropNotice record; Count 0 when none
-	FlushErr     error         // error of the last commit attempt, nil once one succeeds
+	Depth          int64         // records not yet acknowledged, buffered or committed
+	Bytes          int64         // estimated stored size of those records: 32 bytes each plus the JSON body of alerts, faults and mono-clock records
+	Buffered       int           // unacknowledged records appended but not committed yet (part of Depth)
+	LastSeq        uint64        // last seq assigned; after Open, the high-water mark (no seq up to it is assigned again)
+	CommittedSeq   uint64        // greatest seq written to the database (after Open: the high-water mark)
+	OldestSeq      uint64        // seq of the oldest unacknowledged record, buffered or committed; 0 when none
+	OldestAge      time.Duration // how long ago that record was appended
+	Dropped        uint64        // records ever dropped by the bounds (persisted)
+	Unreported     DropRange     // dropped and not yet reported by a DropNotice record; Count 0 when none
+	AckedUnwritten uint64        // records acknowledged before they were ever written to disk (since Open)
+	AckedStored    int           // acknowledged records still stored, deleted by the next commit
+	FlushErr       error         // error of the last commit attempt, nil once one succeeds
 }
 
 // state is the outbox's view of the database. Only a writer (holding wmu)
 // changes it, and it does so under mu, after its transaction committed.
 type state struct {
-	committed   uint64 // last committed seq
-	metaSeq     uint64 // meta.last_seq
-	depth       int64
-	bytes       int64
-	oldestSeq   uint64
+	committed   uint64 // greatest seq written to the table; after Open, the high-water mark
+	reserved    uint64 // meta.last_seq: no seq above it was ever assigned
+	rows        int64  // rows in the records table, acknowledged ones not deleted yet included
+	bytes       int64  // their estimated size
+	oldestSeq   uint64 // the table's first row; 0 when empty
 	oldestAdded int64
 	dropped     uint64
 	un          DropRange
 }
 
+// rowRef locates a stored row for Stats.OldestSeq and OldestAge.
+type rowRef struct {
+	seq   uint64
+	added int64 // unix ms
+}
+
 // Outbox is the durable, bounded outbox. Its methods are safe for
 // concurrent use.
+//
+// A record is in exactly one of these places until it is acknowledged:
+// the buffer (buf), the batch a commit is writing (inflight), or the
+// records table. Ack removes a buffered record at once; an acknowledged
+// inflight or stored record is remembered (ackedInflight, acked) and hidden
+// from the read methods until a commit deletes its row.
 type Outbox struct {
 	db   *sql.DB
 	opts Options // defaults resolved
 
-	// wmu serialises the database writes (commits, acks, drops) and is
-	// taken before mu.
+	// wmu serialises the database writes (commits, reservations) and is
+	// taken before amu and mu.
 	wmu    sync.Mutex
 	series map[seriesKey]int64 // the series table; guarded by wmu
 
-	mu           sync.Mutex
-	st           state
-	buf          []row
-	spare        []row  // a drained buffer, reused
-	lastSeq      uint64 // last seq assigned
-	flushErr     error
-	noticeQueued bool
-	closed       bool
-	commitCh     chan struct{} // closed and replaced at each commit of new records
+	// amu serialises Ack (taken before mu).
+	amu sync.Mutex
 
-	kick chan struct{} // the buffer received its first record
-	quit chan struct{}
-	done chan struct{}
+	mu       sync.Mutex
+	st       state
+	gen      uint64 // incremented when a commit changed the table (after it committed)
+	lastSeq  uint64 // last seq assigned
+	buf      []row  // unacknowledged records waiting for a commit, in seq order
+	bufBytes int64
+	spare    []row // a drained buffer, reused
+	// inflight is the batch the running commit writes (nil between
+	// commits); ackedInflight holds those of its records (seq → size)
+	// acknowledged meanwhile.
+	inflight           []row
+	inflightBytes      int64
+	ackedInflight      map[uint64]int64
+	ackedInflightBytes int64
+	// acked holds acknowledged records whose rows are in the table (seq →
+	// size), deleted by the next commit. Invariant: every key has a row.
+	acked      map[uint64]int64
+	ackedBytes int64
+	// noticeAcked: the queued DropNotice record was acknowledged before it
+	// was written; the next commit marks the range reported in meta.
+	noticeAcked bool
+	// oldest is the table's oldest unacknowledged row (seq 0: none, or
+	// not known after a failed read). Every row below scanFrom is acked.
+	oldest         rowRef
+	scanFrom       uint64
+	ackedUnwritten uint64
+	flushErr       error
+	noticeQueued   bool
+	closed         bool
+	commitCh       chan struct{} // closed and replaced at each commit of new records
+	appendCh       chan struct{} // closed at the next Append; nil until Appended asks for one
+
+	// txs counts the write transactions committed (commits and
+	// reservations), for tests and benchmarks.
+	txs atomic.Int64
+	// beforeCommit is Options.beforeCommit; tests change it holding wmu.
+	beforeCommit func() error
+	// afterRead, if set (by tests, while nothing reads), runs after each
+	// database read of the read methods and Ack, before its result is
+	// checked against the current state.
+	afterRead func()
+
+	kick  chan struct{} // there is something to commit: arm the flush timer
+	topup chan struct{} // the reservation runs low
+	quit  chan struct{}
+	done  chan struct{}
 }
 
 // Open opens (or creates) the outbox database at path, recovers the sequence
-// high-water mark and counters, applies the bounds, and starts the
-// goroutine that commits the buffer every FlushInterval. Close stops it.
+// high-water mark and counters, applies the bounds, reserves the next seqs,
+// and starts the goroutine that commits the buffer every FlushInterval.
+// Close stops it.
 func Open(ctx context.Context, path string, opts Options) (*Outbox, error) {
 	if err := resolve(&opts); err != nil {
 		return nil, err
 	}
 	so := sqlitex.Options{
-		FullSync:     true, // see the package comment: a committed seq must survive a power cut
+		FullSync:     true, // see the package comment: a reservation and a committed record must survive a power cut
 		MaxOpenConns: 4,
 		Pragmas: []string{
 			fmt.Sprintf("page_size(%d)", pageSize),
@@ -174,12 +244,16 @@ func Open(ctx context.Context, path string, opts Options) (*Outbox, error) {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
 	o := &Outbox{
-		db:       db,
-		opts:     opts,
-		commitCh: make(chan struct{}),
-		kick:     make(chan struct{}, 1),
-		quit:     make(chan struct{}),
-		done:     make(chan struct{}),
+		db:            db,
+		opts:          opts,
+		beforeCommit:  opts.beforeCommit,
+		acked:         make(map[uint64]int64),
+		ackedInflight: make(map[uint64]int64),
+		commitCh:      make(chan struct{}),
+		kick:          make(chan struct{}, 1),
+		topup:         make(chan struct{}, 1),
+		quit:          make(chan struct{}),
+		done:          make(chan struct{}),
 	}
 	if err := o.load(ctx); err != nil {
 		_ = db.Close() // the load error is the one to report
@@ -218,7 +292,8 @@ func resolve(o *Options) error {
 	return nil
 }
 
-// load migrates the schema, reads the persisted state and applies the bounds.
+// load migrates the schema, reads the persisted state, applies the bounds
+// and reserves the first block of seqs.
 func (o *Outbox) load(ctx context.Context) error {
 	sub, err := fs.Sub(migrationFS, "migrations")
 	if err != nil {
@@ -237,7 +312,7 @@ func (o *Outbox) load(ctx context.Context) error {
 		reasons string
 	)
 	err = o.db.QueryRowContext(ctx, `SELECT last_seq, dropped, un_first, un_last, un_count, un_reasons FROM meta WHERE id = 1`).
-		Scan(&s.metaSeq, &s.dropped, &s.un.First, &s.un.Last, &s.un.Count, &reasons)
+		Scan(&s.reserved, &s.dropped, &s.un.First, &s.un.Last, &s.un.Count, &reasons)
 	if err != nil {
 		return fmt.Errorf("outbox: read meta: %w", sqlitex.Classify(err))
 	}
@@ -247,21 +322,35 @@ func (o *Outbox) load(ctx context.Context) error {
 	}
 	// A full scan: at boot only, O(depth).
 	err = o.db.QueryRowContext(ctx, `SELECT ifnull(max(seq), 0), count(*), ifnull(sum(`+sizeSQL+`), 0) FROM records`).
-		Scan(&maxSeq, &s.depth, &s.bytes)
+		Scan(&maxSeq, &s.rows, &s.bytes)
 	if err != nil {
 		return fmt.Errorf("outbox: read records: %w", sqlitex.Classify(err))
 	}
-	s.committed = max(s.metaSeq, uint64(maxSeq))
+	// The high-water mark: every seq ever assigned is at most the reserved
+	// mark (meta.last_seq, written before the seqs were handed out) or, in
+	// a database written before reservations, the greatest stored seq.
+	s.reserved = max(s.reserved, uint64(maxSeq))
+	s.committed = s.reserved
 	if err := o.readOldest(ctx, o.db, &s); err != nil {
 		return err
 	}
 	o.st = s
-	o.lastSeq = s.committed
+	o.lastSeq = s.reserved
+	o.oldest = rowRef{s.oldestSeq, s.oldestAdded}
+	o.scanFrom = s.oldestSeq
 
-	// Apply the bounds (they may be smaller than last time, or records aged).
+	// Apply the bounds (they may be smaller than last time, or records
+	// aged) and reserve seqs (the reservation is used up: lastSeq is the
+	// reserved mark). On a full disk the outbox opens anyway, so that the
+	// stored records can be published (and deleted once acknowledged):
+	// the error stays in Stats.FlushErr, and Append reports it until a
+	// commit succeeds.
 	o.wmu.Lock()
 	defer o.wmu.Unlock()
-	return o.commitLocked(ctx)
+	if err := o.commitLocked(ctx); err != nil && !errors.Is(err, ErrDiskFull) {
+		return err
+	}
+	return nil
 }
 
 // loadSeries reads the series table into o.series.
@@ -305,42 +394,61 @@ func (o *Outbox) readOldest(ctx context.Context, q queryer, s *state) error {
 	return nil
 }
 
-// run commits the buffer FlushInterval after it received its first record.
+// signal wakes the goroutine waiting on ch, if it is not woken already.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// run commits FlushInterval after there was something to commit (a first
+// buffered record, a first acknowledged stored record), and raises the seq
+// reservation when it runs low.
 func (o *Outbox) run() {
 	defer close(o.done)
 	timer := time.NewTimer(o.opts.FlushInterval)
 	timer.Stop()
+	armed := false
 	for {
 		select {
 		case <-o.quit:
+			timer.Stop()
 			return
 		case <-o.kick:
-		}
-		for {
-			timer.Reset(o.opts.FlushInterval)
-			select {
-			case <-o.quit:
-				timer.Stop()
-				return
-			case <-timer.C:
+			if !armed {
+				timer.Reset(o.opts.FlushInterval)
+				armed = true
 			}
+		case <-o.topup:
+			// A failure is retried by the next commit, or by the Append
+			// that finds no reserved seq left (and reports it).
+			_ = o.reserve(context.Background(), reserveLow/2)
+		case <-timer.C:
+			armed = false
 			// A failure stays in o.flushErr: Append, Flush and Stats report it.
 			_ = o.flush(context.Background())
 			o.mu.Lock()
-			n := len(o.buf)
+			more := len(o.buf) > 0 || len(o.acked) > 0 || o.noticeAcked
 			o.mu.Unlock()
-			if n == 0 {
-				break
+			if more {
+				timer.Reset(o.opts.FlushInterval)
+				armed = true
 			}
 		}
 	}
 }
 
 // Append validates rec (whose Seq must be 0), assigns it the next seq and
-// buffers it; it is committed within FlushInterval (see the package comment
-// for what a crash can lose). If FlushRecords records are already waiting,
-// or the last commit failed, Append first commits the buffer, and returns
-// that error, without accepting rec, if it fails (e.g. ErrDiskFull).
+// buffers it. From then on the read methods that include the buffer (Peek,
+// PendingAlerts, LatestPerSensor) return it; it is committed within
+// FlushInterval unless it is acknowledged first, in which case it is never
+// written (see the package comment for what a crash can lose). If
+// FlushRecords unacknowledged records are already waiting, or the last
+// commit failed, Append first commits the buffer, and returns that error,
+// without accepting rec, if it fails (e.g. ErrDiskFull). If no reserved seq
+// is left, it first reserves more (a small transaction, rare) and returns
+// that error if it fails.
 func (o *Outbox) Append(ctx context.Context, rec protocol.Record) (uint64, error) {
 	r, err := encode(&rec)
 	if err != nil {
@@ -352,11 +460,18 @@ func (o *Outbox) Append(ctx context.Context, rec protocol.Record) (uint64, error
 			o.mu.Unlock()
 			return 0, ErrClosed
 		}
-		if len(o.buf) < o.opts.FlushRecords && o.flushErr == nil {
+		full := len(o.buf) >= o.opts.FlushRecords || o.flushErr != nil
+		if !full && o.lastSeq < o.st.reserved {
 			break // holding mu
 		}
 		o.mu.Unlock()
-		if err := o.flush(ctx); err != nil {
+		if full {
+			if err := o.flush(ctx); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if err := o.reserve(ctx, 1); err != nil {
 			return 0, err
 		}
 	}
@@ -365,7 +480,8 @@ func (o *Outbox) Append(ctx context.Context, rec protocol.Record) (uint64, error
 	return seq, nil
 }
 
-// pushLocked assigns r the next seq and buffers it. o.mu is held.
+// pushLocked assigns r the next seq and buffers it. o.mu is held and a
+// reserved seq is left (o.lastSeq < o.st.reserved).
 func (o *Outbox) pushLocked(r row) uint64 {
 	o.lastSeq++
 	r.seq = o.lastSeq
@@ -374,13 +490,60 @@ func (o *Outbox) pushLocked(r row) uint64 {
 		o.buf, o.spare = o.spare, nil
 	}
 	o.buf = append(o.buf, r)
+	o.bufBytes += r.size()
+	if o.appendCh != nil {
+		close(o.appendCh)
+		o.appendCh = nil
+	}
 	if len(o.buf) == 1 {
-		select {
-		case o.kick <- struct{}{}:
-		default:
-		}
+		signal(o.kick)
+	}
+	if o.st.reserved-o.lastSeq < reserveLow/2 {
+		signal(o.topup)
 	}
 	return r.seq
+}
+
+// reserve raises the reserved mark (meta.last_seq) to lastSeq +
+// reserveBlock, in a transaction of its own, unless at least minRoom
+// reserved seqs are still left.
+func (o *Outbox) reserve(ctx context.Context, minRoom uint64) (err error) {
+	o.wmu.Lock()
+	defer o.wmu.Unlock()
+	o.mu.Lock()
+	s := o.st
+	if o.closed || s.reserved-o.lastSeq >= minRoom {
+		o.mu.Unlock()
+		return nil
+	}
+	s.reserved = o.lastSeq + reserveBlock
+	o.mu.Unlock()
+	defer func() {
+		if err != nil {
+			err = sqlitex.Classify(err)
+			if errors.Is(err, ErrDiskFull) {
+				err = fmt.Errorf("outbox: disk full: cannot reserve seqs: %w", err)
+			} else {
+				err = fmt.Errorf("outbox: reserve seqs: %w", err)
+			}
+		}
+	}()
+	tx, err := o.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := writeMeta(ctx, tx, &s); err != nil {
+		_ = tx.Rollback() // the first error is the one to report
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	o.txs.Add(1)
+	o.mu.Lock()
+	o.st.reserved = s.reserved
+	o.mu.Unlock()
+	return nil
 }
 
 // AppendSync appends rec and commits it before returning, for records that
@@ -395,8 +558,9 @@ func (o *Outbox) AppendSync(ctx context.Context, rec protocol.Record) (uint64, e
 	return seq, o.flush(ctx)
 }
 
-// Flush commits every record appended before the call. When it returns nil,
-// those records are durable and visible to the read methods.
+// Flush commits every unacknowledged record appended before the call and
+// deletes the stored records acknowledged before it. When it returns nil,
+// those records are durable (and visible to Pending too).
 func (o *Outbox) Flush(ctx context.Context) error {
 	if o.isClosed() {
 		return ErrClosed
@@ -418,27 +582,59 @@ func (o *Outbox) flush(ctx context.Context) error {
 	return o.commitLocked(ctx)
 }
 
-// commitLocked commits the buffer (possibly empty) and applies the bounds in
-// one transaction. o.wmu is held.
+// work is what one commit writes.
+type work struct {
+	dels     []uint64 // acknowledged stored records to delete, ascending
+	batch    []row    // records to insert
+	reserved uint64   // meta.last_seq to store
+	clearUn  bool     // the drop notice was acknowledged unwritten: the range is reported
+}
+
+// commitLocked commits, in one transaction: the deletes of acknowledged
+// stored records, the buffer (possibly empty), the bounds and the seq
+// reservation. o.wmu is held.
 func (o *Outbox) commitLocked(ctx context.Context) error {
 	o.mu.Lock()
-	batch := o.buf
+	w := work{batch: o.buf, clearUn: o.noticeAcked}
 	o.buf = nil
+	o.inflight, o.inflightBytes, o.bufBytes = w.batch, o.bufBytes, 0
+	if len(o.acked) > 0 {
+		w.dels = make([]uint64, 0, len(o.acked))
+		for seq := range o.acked {
+			w.dels = append(w.dels, seq)
+		}
+		slices.Sort(w.dels)
+	}
 	s := o.st
+	room := s.reserved - o.lastSeq
+	w.reserved = s.reserved
+	reserveOnly := false
+	switch {
+	case o.closed:
+		// No seq above lastSeq was handed out and none will be: the next
+		// Open continues right after it, without a gap.
+		w.reserved = o.lastSeq
+		reserveOnly = w.reserved != s.reserved
+	case room < reserveLow:
+		w.reserved = o.lastSeq + reserveBlock
+		reserveOnly = room < reserveLow/2
+	}
 	o.mu.Unlock()
 
 	now := o.opts.Clock().UnixMilli()
-	if len(batch) == 0 && !o.overBounds(&s, now) {
+	if len(w.batch) == 0 && len(w.dels) == 0 && !w.clearUn && !reserveOnly && !o.overBounds(&s, now) {
 		o.mu.Lock()
+		o.inflight, o.inflightBytes = nil, 0
 		o.flushErr = nil
 		o.maybeQueueNoticeLocked()
 		o.mu.Unlock()
 		return nil
 	}
-	err := o.writeBatch(ctx, batch, &s, now)
+	dropLast, err := o.writeBatch(ctx, &w, &s, now)
 
 	o.mu.Lock()
-	defer o.mu.Unlock()
+	batch := o.inflight
+	o.inflight, o.inflightBytes = nil, 0
 	if err != nil {
 		err = sqlitex.Classify(err)
 		if errors.Is(err, ErrDiskFull) {
@@ -446,12 +642,54 @@ func (o *Outbox) commitLocked(ctx context.Context) error {
 		} else {
 			err = fmt.Errorf("outbox: commit %d records: %w", len(batch), err)
 		}
+		// The records acknowledged meanwhile never need writing.
+		if len(o.ackedInflight) > 0 {
+			batch = slices.DeleteFunc(batch, func(r row) bool {
+				if _, ok := o.ackedInflight[r.seq]; ok {
+					o.ackedUnwritten++
+					o.noticeAcked = o.noticeAcked || r.notice
+					return true
+				}
+				return false
+			})
+			clear(o.ackedInflight)
+			o.ackedInflightBytes = 0
+		}
+		for i := range batch {
+			o.bufBytes += batch[i].size()
+		}
 		o.buf = append(batch, o.buf...)
 		o.flushErr = err
+		o.mu.Unlock()
 		return err
 	}
 	o.flushErr = nil
+	o.gen++
 	newRecords := s.committed != o.st.committed
+	for _, seq := range w.dels {
+		o.ackedBytes -= o.acked[seq]
+		delete(o.acked, seq)
+	}
+	// The bounds deleted every row up to dropLast, acknowledged or not.
+	if dropLast > 0 {
+		for seq, size := range o.acked {
+			if seq <= dropLast {
+				o.ackedBytes -= size
+				delete(o.acked, seq)
+			}
+		}
+	}
+	for seq, size := range o.ackedInflight {
+		if seq > dropLast {
+			o.acked[seq] = size
+			o.ackedBytes += size
+		}
+	}
+	clear(o.ackedInflight)
+	o.ackedInflightBytes = 0
+	if w.clearUn {
+		o.noticeAcked, o.noticeQueued = false, false
+	}
 	for i := range batch {
 		if batch[i].notice {
 			o.noticeQueued = false
@@ -467,6 +705,12 @@ func (o *Outbox) commitLocked(ctx context.Context) error {
 		o.spare = batch[:0]
 	}
 	o.maybeQueueNoticeLocked()
+	more := len(o.acked) > 0
+	o.mu.Unlock()
+	if more {
+		signal(o.kick) // acknowledged during the commit: delete them with the next one
+	}
+	o.refreshOldest(ctx)
 	return nil
 }
 
@@ -474,8 +718,8 @@ func (o *Outbox) commitLocked(ctx context.Context) error {
 // drops, if any and not queued yet. o.mu is held.
 func (o *Outbox) maybeQueueNoticeLocked() {
 	un := o.st.un
-	if un.Count == 0 || o.opts.DropNotice == nil || o.noticeQueued || o.closed {
-		return
+	if un.Count == 0 || o.opts.DropNotice == nil || o.noticeQueued || o.closed || o.lastSeq >= o.st.reserved {
+		return // (without a reserved seq, the next commit, which reserves, queues it)
 	}
 	rec := o.opts.DropNotice(un)
 	rec.Seq = 0
@@ -492,7 +736,7 @@ func (o *Outbox) maybeQueueNoticeLocked() {
 
 // overBounds reports whether s exceeds a bound at time now (unix ms).
 func (o *Outbox) overBounds(s *state, now int64) bool {
-	return o.dropReason(s.depth, s.bytes, s.oldestAdded, now) != ""
+	return o.dropReason(s.rows, s.bytes, s.oldestAdded, now) != ""
 }
 
 // dropReason tells why the oldest record (stored at added) must be dropped
@@ -511,34 +755,48 @@ func (o *Outbox) dropReason(depth, bytes, added, now int64) string {
 	return ""
 }
 
-// writeBatch inserts batch, applies the bounds and updates meta in one
-// transaction, updating s to match.
-func (o *Outbox) writeBatch(ctx context.Context, batch []row, s *state, now int64) (err error) {
+// writeBatch deletes w.dels, inserts w.batch, applies the bounds and updates
+// meta in one transaction, updating s to match. It returns the last seq the
+// bounds dropped (0: none).
+func (o *Outbox) writeBatch(ctx context.Context, w *work, s *state, now int64) (dropLast uint64, err error) {
 	tx, err := o.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return 0, fmt.Errorf("begin: %w", err)
 	}
 	defer func() {
 		if err != nil {
 			_ = tx.Rollback() // the first error is the one to report
 		}
 	}()
-	metaDirty := false
+	metaDirty := w.reserved != s.reserved || w.clearUn
+	s.reserved = w.reserved
+	if w.clearUn {
+		s.un = DropRange{}
+	}
+	// Deletes first: the bounds then count unacknowledged records only.
+	if len(w.dels) > 0 {
+		if err := deleteRows(ctx, tx, w.dels, s); err != nil {
+			return 0, err
+		}
+		if err := o.readOldest(ctx, tx, s); err != nil {
+			return 0, err
+		}
+	}
 	var newSeries map[seriesKey]int64 // added by this transaction
-	if len(batch) > 0 {
+	if len(w.batch) > 0 {
 		stmt, err := tx.PrepareContext(ctx, insertSQL)
 		if err != nil {
-			return fmt.Errorf("prepare insert: %w", err)
+			return 0, fmt.Errorf("prepare insert: %w", err)
 		}
-		for i := range batch {
-			r := &batch[i]
+		for i := range w.batch {
+			r := &w.batch[i]
 			id, ok := o.series[r.series]
 			if !ok {
 				if id, ok = newSeries[r.series]; !ok {
 					err := tx.QueryRowContext(ctx, `INSERT INTO series (sensor, unit) VALUES (?, ?) RETURNING id`, r.series.sensor, r.series.unit).Scan(&id)
 					if err != nil {
 						_ = stmt.Close()
-						return fmt.Errorf("add series %q %q: %w", r.series.sensor, r.series.unit, err)
+						return 0, fmt.Errorf("add series %q %q: %w", r.series.sensor, r.series.unit, err)
 					}
 					if newSeries == nil {
 						newSeries = make(map[seriesKey]int64)
@@ -548,9 +806,9 @@ func (o *Outbox) writeBatch(ctx context.Context, batch []row, s *state, now int6
 			}
 			if _, err := stmt.ExecContext(ctx, r.args(id)...); err != nil {
 				_ = stmt.Close()
-				return fmt.Errorf("insert seq %d: %w", r.seq, err)
+				return 0, fmt.Errorf("insert seq %d: %w", r.seq, err)
 			}
-			s.depth++
+			s.rows++
 			s.bytes += r.size()
 			if s.oldestSeq == 0 {
 				s.oldestSeq, s.oldestAdded = r.seq, r.added
@@ -564,37 +822,69 @@ func (o *Outbox) writeBatch(ctx context.Context, batch []row, s *state, now int6
 			}
 		}
 		if err := stmt.Close(); err != nil {
-			return fmt.Errorf("insert: %w", err)
+			return 0, fmt.Errorf("insert: %w", err)
 		}
-		s.committed = batch[len(batch)-1].seq
+		s.committed = w.batch[len(w.batch)-1].seq
 	}
-	dropped, err := o.dropOldest(ctx, tx, s, now)
+	dropLast, err = o.dropOldest(ctx, tx, s, now)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if dropped || metaDirty {
+	if dropLast > 0 || metaDirty {
 		if err := writeMeta(ctx, tx, s); err != nil {
-			return err
+			return 0, err
+		}
+	}
+	if o.beforeCommit != nil {
+		if err := o.beforeCommit(); err != nil {
+			return 0, err
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return 0, fmt.Errorf("commit: %w", err)
 	}
+	o.txs.Add(1)
 	for k, id := range newSeries {
 		o.series[k] = id
+	}
+	return dropLast, nil
+}
+
+// deleteRows deletes the rows of the acknowledged seqs, updating s. A seq
+// without a row is ignored.
+func deleteRows(ctx context.Context, tx *sql.Tx, seqs []uint64, s *state) error {
+	stmt, err := tx.PrepareContext(ctx, `DELETE FROM records WHERE seq = ? RETURNING `+sizeSQL)
+	if err != nil {
+		return fmt.Errorf("prepare delete: %w", err)
+	}
+	for _, seq := range seqs {
+		var size int64
+		err := stmt.QueryRowContext(ctx, int64(seq)).Scan(&size)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			_ = stmt.Close()
+			return fmt.Errorf("delete acknowledged seq %d: %w", seq, err)
+		}
+		s.rows--
+		s.bytes -= size
+	}
+	if err := stmt.Close(); err != nil {
+		return fmt.Errorf("delete acknowledged: %w", err)
 	}
 	return nil
 }
 
 // dropOldest deletes the oldest records while a bound is exceeded and
-// records the drop in s. It reports whether it deleted any.
-func (o *Outbox) dropOldest(ctx context.Context, tx *sql.Tx, s *state, now int64) (bool, error) {
+// records the drop in s. It returns the last seq it deleted (0: none).
+func (o *Outbox) dropOldest(ctx context.Context, tx *sql.Tx, s *state, now int64) (uint64, error) {
 	if !o.overBounds(s, now) {
-		return false, nil
+		return 0, nil
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT seq, `+sizeSQL+`, t + lag FROM records ORDER BY seq`)
 	if err != nil {
-		return false, fmt.Errorf("select oldest: %w", err)
+		return 0, fmt.Errorf("select oldest: %w", err)
 	}
 	var (
 		d       DropRange
@@ -604,9 +894,9 @@ func (o *Outbox) dropOldest(ctx context.Context, tx *sql.Tx, s *state, now int64
 		var seq, size, added int64
 		if err := rows.Scan(&seq, &size, &added); err != nil {
 			_ = rows.Close()
-			return false, fmt.Errorf("select oldest: %w", err)
+			return 0, fmt.Errorf("select oldest: %w", err)
 		}
-		why := o.dropReason(s.depth, s.bytes, added, now)
+		why := o.dropReason(s.rows, s.bytes, added, now)
 		if why == "" {
 			break
 		}
@@ -615,23 +905,23 @@ func (o *Outbox) dropOldest(ctx context.Context, tx *sql.Tx, s *state, now int64
 		}
 		d.Last = uint64(seq)
 		d.Count++
-		s.depth--
+		s.rows--
 		s.bytes -= size
 		if !slices.Contains(reasons, why) {
 			reasons = append(reasons, why)
 		}
 	}
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return false, fmt.Errorf("select oldest: %w", err)
+		return 0, fmt.Errorf("select oldest: %w", err)
 	}
 	if d.Count == 0 {
-		return false, nil
+		return 0, nil
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM records WHERE seq <= ?`, int64(d.Last)); err != nil {
-		return false, fmt.Errorf("drop seqs %d..%d: %w", d.First, d.Last, err)
+		return 0, fmt.Errorf("drop seqs %d..%d: %w", d.First, d.Last, err)
 	}
 	if err := o.readOldest(ctx, tx, s); err != nil {
-		return false, err
+		return 0, err
 	}
 	s.dropped += d.Count
 	if s.un.Count == 0 {
@@ -640,7 +930,7 @@ func (o *Outbox) dropOldest(ctx context.Context, tx *sql.Tx, s *state, now int64
 	s.un.Last = d.Last
 	s.un.Count += d.Count
 	s.un.Reasons = mergeReasons(s.un.Reasons, reasons)
-	return true, nil
+	return d.Last, nil
 }
 
 func mergeReasons(have string, add []string) string {
@@ -656,159 +946,15 @@ func mergeReasons(have string, add []string) string {
 	return strings.Join(rs, ",")
 }
 
-// writeMeta stores s's counters and raises meta.last_seq to the last
-// committed seq. Every transaction that deletes records calls it.
+// writeMeta stores s's counters and its reserved mark (column last_seq:
+// older versions read it as the seq high-water mark, which it is).
 func writeMeta(ctx context.Context, tx *sql.Tx, s *state) error {
-	s.metaSeq = max(s.metaSeq, s.committed)
 	_, err := tx.ExecContext(ctx, `UPDATE meta SET last_seq = ?, dropped = ?, un_first = ?, un_last = ?, un_count = ?, un_reasons = ? WHERE id = 1`,
-		int64(s.metaSeq), int64(s.dropped), int64(s.un.First), int64(s.un.Last), int64(s.un.Count), s.un.Reasons)
+		int64(s.reserved), int64(s.dropped), int64(s.un.First), int64(s.un.Last), int64(s.un.Count), s.un.Reasons)
 	if err != nil {
 		return fmt.Errorf("update meta: %w", err)
 	}
 	return nil
-}
-
-// Ack deletes the records with the given seqs, in one transaction, once the
-// hub acknowledged them (PUBACK). Seqs already deleted (acknowledged before,
-// or dropped) are ignored; a seq that was not committed yet is an error.
-func (o *Outbox) Ack(ctx context.Context, seqs ...uint64) (err error) {
-	if len(seqs) == 0 {
-		return nil
-	}
-	o.wmu.Lock()
-	defer o.wmu.Unlock()
-	o.mu.Lock()
-	s, closed := o.st, o.closed
-	o.mu.Unlock()
-	if closed {
-		return ErrClosed
-	}
-	for _, seq := range seqs {
-		if seq == 0 || seq > s.committed {
-			return fmt.Errorf("outbox: ack seq %d: not a committed seq (last committed is %d)", seq, s.committed)
-		}
-	}
-	defer func() {
-		if err != nil {
-			err = fmt.Errorf("outbox: ack %d records: %w", len(seqs), sqlitex.Classify(err))
-		}
-	}()
-	tx, err := o.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback() // the first error is the one to report
-		}
-	}()
-	stmt, err := tx.PrepareContext(ctx, `DELETE FROM records WHERE seq = ? RETURNING `+sizeSQL)
-	if err != nil {
-		return fmt.Errorf("prepare delete: %w", err)
-	}
-	deleted := 0
-	for _, seq := range seqs {
-		var size int64
-		err := stmt.QueryRowContext(ctx, int64(seq)).Scan(&size)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue
-		}
-		if err != nil {
-			_ = stmt.Close()
-			return fmt.Errorf("delete seq %d: %w", seq, err)
-		}
-		deleted++
-		s.depth--
-		s.bytes -= size
-	}
-	if err := stmt.Close(); err != nil {
-		return fmt.Errorf("delete: %w", err)
-	}
-	if deleted == 0 {
-		return tx.Rollback()
-	}
-	if err := writeMeta(ctx, tx, &s); err != nil {
-		return err
-	}
-	if err := o.readOldest(ctx, tx, &s); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	o.mu.Lock()
-	o.st = s
-	o.mu.Unlock()
-	return nil
-}
-
-// Pending returns up to limit committed, unacknowledged records with seq >
-// afterSeq, in seq order (limit ≤ 0 means protocol.MaxBatch).
-func (o *Outbox) Pending(ctx context.Context, afterSeq uint64, limit int) ([]protocol.Record, error) {
-	return o.query(ctx, "pending", selectRecords+`WHERE r.seq > ? ORDER BY r.seq LIMIT ?`, int64(afterSeq), batchLimit(limit))
-}
-
-// PendingAlerts returns up to limit committed, unacknowledged alert records
-// (raised and cleared transitions) with seq > afterSeq, in seq order. It
-// reads the alerts index only, not the readings.
-func (o *Outbox) PendingAlerts(ctx context.Context, afterSeq uint64, limit int) ([]protocol.Record, error) {
-	return o.query(ctx, "pending alerts", selectRecords+`WHERE r.kind = 1 AND r.seq > ? ORDER BY r.seq LIMIT ?`, int64(afterSeq), batchLimit(limit))
-}
-
-// LatestPerSensor returns the newest committed, unacknowledged reading of
-// each sensor, in seq order. A sensor whose newest reading was acknowledged
-// is absent (the hub has a newer value than any left). It scans the whole
-// outbox (O(Depth)): call it once per reconnection, not per batch.
-func (o *Outbox) LatestPerSensor(ctx context.Context) ([]protocol.Record, error) {
-	recs, err := o.query(ctx, "latest per sensor", selectRecords+
-		`JOIN (SELECT max(seq) AS seq FROM records WHERE kind = 0 GROUP BY series) m ON m.seq = r.seq ORDER BY r.seq`)
-	if err != nil {
-		return nil, err
-	}
-	// A sensor whose unit changed has two series: keep its newest reading.
-	newest := make(map[string]uint64, len(recs))
-	for _, r := range recs {
-		newest[r.Sensor] = r.Seq // recs are in seq order
-	}
-	return slices.DeleteFunc(recs, func(r protocol.Record) bool { return newest[r.Sensor] != r.Seq }), nil
-}
-
-func batchLimit(limit int) int {
-	if limit <= 0 {
-		return protocol.MaxBatch
-	}
-	return limit
-}
-
-func (o *Outbox) query(ctx context.Context, what, q string, args ...any) ([]protocol.Record, error) {
-	if o.isClosed() {
-		return nil, ErrClosed
-	}
-	rows, err := o.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("outbox: %s: %w", what, sqlitex.Classify(err))
-	}
-	defer func() { _ = rows.Close() }() // rows.Err below reports read errors
-	var recs []protocol.Record
-	for rows.Next() {
-		rec, err := scanRecord(rows)
-		if err != nil {
-			return nil, fmt.Errorf("outbox: %s: %w", what, err)
-		}
-		recs = append(recs, rec)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("outbox: %s: %w", what, sqlitex.Classify(err))
-	}
-	return recs, nil
-}
-
-// Committed returns the last committed seq and a channel that is closed when
-// a later commit adds records, so the uplink can wait instead of polling.
-func (o *Outbox) Committed() (uint64, <-chan struct{}) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.st.committed, o.commitCh
 }
 
 // Stats returns a snapshot of the outbox's counters. It does not touch the
@@ -816,26 +962,56 @@ func (o *Outbox) Committed() (uint64, <-chan struct{}) {
 func (o *Outbox) Stats() Stats {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	mem := len(o.inflight) - len(o.ackedInflight) + len(o.buf)
+	memBytes := o.inflightBytes - o.ackedInflightBytes + o.bufBytes
 	st := Stats{
-		Depth:        o.st.depth,
-		Bytes:        o.st.bytes,
-		Buffered:     len(o.buf),
-		LastSeq:      o.lastSeq,
-		CommittedSeq: o.st.committed,
-		OldestSeq:    o.st.oldestSeq,
-		Dropped:      o.st.dropped,
-		Unreported:   o.st.un,
-		FlushErr:     o.flushErr,
+		Depth:          o.st.rows - int64(len(o.acked)) + int64(mem),
+		Bytes:          o.st.bytes - o.ackedBytes + memBytes,
+		Buffered:       mem,
+		LastSeq:        o.lastSeq,
+		CommittedSeq:   o.st.committed,
+		Dropped:        o.st.dropped,
+		Unreported:     o.st.un,
+		AckedUnwritten: o.ackedUnwritten,
+		AckedStored:    len(o.acked),
+		FlushErr:       o.flushErr,
 	}
-	if o.st.oldestSeq != 0 {
-		st.OldestAge = max(0, o.opts.Clock().Sub(time.UnixMilli(o.st.oldestAdded)))
+	if o.noticeAcked {
+		st.Unreported = DropRange{}
+	}
+	var oldest rowRef
+	switch {
+	case o.st.rows > int64(len(o.acked)):
+		oldest = o.oldest
+		if oldest.seq == 0 { // not known (a read failed): the table's first row
+			oldest = rowRef{o.st.oldestSeq, o.st.oldestAdded}
+		}
+	default:
+		for _, r := range o.inflight {
+			if _, ok := o.ackedInflight[r.seq]; !ok {
+				oldest = rowRef{r.seq, r.added}
+				break
+			}
+		}
+		if oldest.seq == 0 && len(o.buf) > 0 {
+			oldest = rowRef{o.buf[0].seq, o.buf[0].added}
+		}
+	}
+	if oldest.seq != 0 {
+		st.OldestSeq = oldest.seq
+		st.OldestAge = max(0, o.opts.Clock().Sub(time.UnixMilli(oldest.added)))
 	}
 	return st
 }
 
-// Close stops accepting records, commits the buffer and closes the database.
-// If the final commit fails the buffered records are lost (they were never
-// published) and the error says how many.
+// closedCh is returned by Committed and Appended once the outbox is closed.
+var closedCh = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
+
+// Close stops accepting records, commits the buffer and the pending
+// deletes, and closes the database. If the final commit fails the buffered
+// records are lost (they may have been published; their seqs are not
+// assigned again) and the error says how many. Goroutines waiting on a
+// Committed or Appended channel are woken.
 func (o *Outbox) Close(ctx context.Context) error {
 	o.mu.Lock()
 	if o.closed {
@@ -853,6 +1029,14 @@ func (o *Outbox) Close(ctx context.Context) error {
 		o.mu.Unlock()
 		ferr = fmt.Errorf("outbox: close: %d buffered records not stored: %w", n, err)
 	}
+	o.mu.Lock()
+	close(o.commitCh)
+	o.commitCh = closedCh
+	if o.appendCh != nil {
+		close(o.appendCh)
+	}
+	o.appendCh = closedCh
+	o.mu.Unlock()
 	if err := o.db.Close(); err != nil {
 		return errors.Join(ferr, fmt.Errorf("outbox: close database: %w", err))
 	}

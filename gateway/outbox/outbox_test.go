@@ -185,8 +185,8 @@ func TestCloseFlushes(t *testing.T) {
 	for i := range 50 {
 		mustAppend(t, o, reading("s", float64(i), t0))
 	}
-	if st := o.Stats(); st.Buffered != 50 || st.Depth != 0 {
-		t.Fatalf("before Close: %+v, want 50 buffered, none committed", st)
+	if st := o.Stats(); st.Buffered != 50 || st.Depth != 50 || st.CommittedSeq != 0 {
+		t.Fatalf("before Close: %+v, want 50 buffered (and pending), none committed", st)
 	}
 	mustClose(t, o)
 	for name, err := range map[string]error{
@@ -208,24 +208,55 @@ func TestCloseFlushes(t *testing.T) {
 	}
 }
 
-// A record is invisible to the read methods (hence never published) until it
-// is committed.
-func TestUncommittedIsNotVisible(t *testing.T) {
+// A buffered record is visible to Peek, PendingAlerts and LatestPerSensor
+// (so the uplink may publish it before it is committed) but not to Pending,
+// which lists committed records only. Acknowledging a buffered record drops
+// it: it is never written.
+func TestBufferedIsVisible(t *testing.T) {
 	o := openT(t, filepath.Join(t.TempDir(), "outbox.db"), Options{FlushInterval: time.Hour})
+	appended, ach := o.Appended()
+	if appended != 0 {
+		t.Fatalf("Appended = %d before any Append", appended)
+	}
 	mustAppend(t, o, reading("s", 1, t0))
+	select {
+	case <-ach:
+	default:
+		t.Fatal("Appended channel not closed by Append")
+	}
 	mustAppend(t, o, alert("s", "low", protocol.AlertRaised, t0))
-	for name, f := range map[string]func() ([]protocol.Record, error){
-		"Pending":         func() ([]protocol.Record, error) { return o.Pending(bg, 0, 0) },
-		"PendingAlerts":   func() ([]protocol.Record, error) { return o.PendingAlerts(bg, 0, 0) },
-		"LatestPerSensor": func() ([]protocol.Record, error) { return o.LatestPerSensor(bg) },
+	mustAppend(t, o, reading("s", 3, t0))
+	if seq, _ := o.Appended(); seq != 3 {
+		t.Fatalf("Appended = %d, want 3", seq)
+	}
+	for name, c := range map[string]struct {
+		f    func() ([]protocol.Record, error)
+		want []uint64
+	}{
+		"Pending":         {func() ([]protocol.Record, error) { return o.Pending(bg, 0, 0) }, nil},
+		"Peek":            {func() ([]protocol.Record, error) { return o.Peek(bg, 0, 0) }, []uint64{1, 2, 3}},
+		"Peek after 1":    {func() ([]protocol.Record, error) { return o.Peek(bg, 1, 1) }, []uint64{2}},
+		"PendingAlerts":   {func() ([]protocol.Record, error) { return o.PendingAlerts(bg, 0, 0) }, []uint64{2}},
+		"LatestPerSensor": {func() ([]protocol.Record, error) { return o.LatestPerSensor(bg) }, []uint64{3}},
 	} {
-		recs, err := f()
-		if err != nil || len(recs) != 0 {
-			t.Errorf("%s before commit = %v, %v; want nothing", name, recs, err)
+		recs, err := c.f()
+		if err != nil || !slices.Equal(seqsOf(recs), c.want) {
+			t.Errorf("%s before commit = %v, %v; want %v", name, seqsOf(recs), err, c.want)
 		}
 	}
-	if err := o.Ack(bg, 1); err == nil {
-		t.Error("Ack of an uncommitted seq succeeded")
+	// Buffered records read back exactly as they will be stored.
+	peeked, _ := o.Peek(bg, 0, 0)
+	if err := o.Ack(bg, 4); err == nil {
+		t.Error("Ack of a seq never assigned succeeded")
+	}
+	if err := o.Ack(bg, 3); err != nil {
+		t.Fatal(err)
+	}
+	if st := o.Stats(); st.Depth != 2 || st.Buffered != 2 || st.AckedUnwritten != 1 || st.Bytes != 32+alertSize(t) {
+		t.Fatalf("after acking buffered seq 3: %+v", st)
+	}
+	if recs, _ := o.LatestPerSensor(bg); !slices.Equal(seqsOf(recs), []uint64{1}) {
+		t.Fatalf("LatestPerSensor after acking seq 3 = %v, want [1]", seqsOf(recs))
 	}
 	committed, ch := o.Committed()
 	if committed != 0 {
@@ -242,9 +273,24 @@ func TestUncommittedIsNotVisible(t *testing.T) {
 	if committed, _ := o.Committed(); committed != 2 {
 		t.Errorf("Committed = %d, want 2", committed)
 	}
-	if got := seqsOf(all(t, o)); !slices.Equal(got, []uint64{1, 2}) {
-		t.Fatalf("after Flush: %v", got)
+	stored := all(t, o)
+	if !slices.Equal(seqsOf(stored), []uint64{1, 2}) {
+		t.Fatalf("after Flush: %v, want [1 2] (3 was acknowledged before it was written)", seqsOf(stored))
 	}
+	if !reflect.DeepEqual(stored, peeked[:2]) {
+		t.Fatalf("stored records differ from the buffered ones:\n got %+v\nwant %+v", stored, peeked[:2])
+	}
+}
+
+// alertSize is the estimated stored size of alert(...).
+func alertSize(t testing.TB) int64 {
+	t.Helper()
+	rec := alert("s", "low", protocol.AlertRaised, t0)
+	r, err := encode(&rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.size()
 }
 
 func TestTimedFlush(t *testing.T) {
@@ -274,7 +320,7 @@ func TestFlushRecordsTriggersCommit(t *testing.T) {
 	for i := range 25 {
 		mustAppend(t, o, reading("s", float64(i), t0))
 	}
-	if st := o.Stats(); st.Depth != 20 || st.Buffered != 5 {
+	if st := o.Stats(); st.CommittedSeq != 20 || st.Buffered != 5 || st.Depth != 25 {
 		t.Fatalf("stats %+v, want 20 committed and 5 buffered", st)
 	}
 }
@@ -434,7 +480,7 @@ func TestOrderingAPI(t *testing.T) {
 // PendingAlerts must not scan the readings: it has to use the partial index.
 func TestAlertsQueryUsesIndex(t *testing.T) {
 	o := openT(t, filepath.Join(t.TempDir(), "outbox.db"), Options{})
-	rows, err := o.db.Query(`EXPLAIN QUERY PLAN `+selectRecords+`WHERE r.kind = 1 AND r.seq > ? ORDER BY r.seq LIMIT ?`, 0, 10)
+	rows, err := o.db.Query(`EXPLAIN QUERY PLAN `+alertsSQL, 0, 100, 10)
 	if err != nil {
 		t.Fatal(err)
 	}

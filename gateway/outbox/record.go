@@ -67,7 +67,8 @@ const sizeSQL = `(32 + ifnull(octet_length(body), 0))`
 type seriesKey struct{ sensor, unit string }
 
 // row is a record as stored. It is built when the record is appended, so the
-// buffer holds no pointers into the caller's data.
+// buffer holds no pointers into the caller's data. A row is never modified
+// once buffered (body included), so readers may copy it and share body.
 type row struct {
 	seq      uint64
 	kind     int64
@@ -142,13 +143,33 @@ func scanRecord(rows *sql.Rows) (protocol.Record, error) {
 	if err := rows.Scan(&seq, &kind, &t, &sensor, &value, &unit, &body); err != nil {
 		return protocol.Record{}, err
 	}
+	var v *float64
+	if value.Valid {
+		v = &value.Float64
+	}
+	return decode(uint64(seq), kind, t, sensor, unit, v, body)
+}
+
+// record converts a buffered row back to the record it was built from,
+// exactly as scanRecord returns it once stored: a record published from the
+// buffer and published again from the table after a restart is the same.
+func (r *row) record() (protocol.Record, error) {
+	var v *float64
+	if r.hasValue {
+		v = &r.value
+	}
+	return decode(r.seq, r.kind, r.t, r.series.sensor, r.series.unit, v, r.body)
+}
+
+// decode builds a record from its stored fields.
+func decode(seq uint64, kind, t int64, sensor, unit string, value *float64, body []byte) (protocol.Record, error) {
 	name, err := kindName(kind)
 	if err != nil {
 		return protocol.Record{}, fmt.Errorf("seq %d: %w", seq, err)
 	}
-	rec := protocol.Record{Seq: uint64(seq), Kind: name, Time: t, Sensor: sensor, Unit: unit}
-	if value.Valid {
-		v := value.Float64
+	rec := protocol.Record{Seq: seq, Kind: name, Time: t, Sensor: sensor, Unit: unit}
+	if value != nil {
+		v := *value
 		rec.Value = &v
 	}
 	if len(body) > 0 {
