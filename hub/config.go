@@ -1,9 +1,12 @@
 package hub
 
 import (
+	"fmt"
 	"net"
+	"net/url"
 	"time"
 
+	"github.com/outpost-iot/outpost/firmware-ota/manifest"
 	"github.com/outpost-iot/outpost/internal/config"
 )
 
@@ -18,6 +21,7 @@ type Config struct {
 	Presence PresenceConfig `yaml:"presence"`
 	Store    StoreConfig    `yaml:"store"`
 	Tokens   TokensConfig   `yaml:"tokens"`
+	OTA      OTAConfig      `yaml:"ota"`
 	Log      LogConfig      `yaml:"log"`
 
 	AdminToken string `yaml:"-"` // OUTPOST_ADMIN_TOKEN; else data_dir/admin.token
@@ -45,6 +49,8 @@ type HTTPConfig struct {
 	Listen  string `yaml:"listen"`
 	Plain   bool   `yaml:"plain"` // serve plain HTTP; only on loopback
 	MaxBody int64  `yaml:"max_body"`
+	// SessionTTL is how long a dashboard login lasts (absolute).
+	SessionTTL time.Duration `yaml:"session_ttl"`
 }
 
 // PresenceConfig tunes presence.
@@ -69,6 +75,23 @@ type TokensConfig struct {
 	RefreshTTL time.Duration `yaml:"refresh_ttl"`
 }
 
+// OTAConfig configures firmware releases and rollouts (hub/ota).
+type OTAConfig struct {
+	// ReleaseKeys are PEM files of trusted release public keys
+	// (outpostctl ota keygen writes release.pub). Uploads are refused
+	// until one is configured. Never the hub's own token key.
+	ReleaseKeys []string `yaml:"release_keys"`
+	// ArtifactDir stores artifacts content-addressed; "" is data_dir/artifacts.
+	ArtifactDir string `yaml:"artifact_dir"`
+	// PublicURL is the base HTTPS URL devices download artifacts from;
+	// "" is https://<http.listen host, else tls.hosts[0], else localhost>:<http port>.
+	PublicURL string `yaml:"public_url"`
+	// MaxDownloads caps concurrent artifact downloads (more get 503 + Retry-After).
+	MaxDownloads int `yaml:"max_downloads"`
+	// MaxArtifactSize bounds an uploaded artifact, in bytes.
+	MaxArtifactSize int64 `yaml:"max_artifact_size"`
+}
+
 // LogConfig selects log level and format.
 type LogConfig struct {
 	Level  string `yaml:"level"`  // debug | info | warn | error
@@ -80,11 +103,12 @@ func DefaultConfig() Config {
 	return Config{
 		DataDir:  "outpost-hub-data",
 		MQTT:     MQTTConfig{Listen: ":8883", HandshakeTimeout: 10 * time.Second, QueueSlots: 128, BufferSize: 2048},
-		HTTP:     HTTPConfig{Listen: ":8443", MaxBody: 1 << 20},
+		HTTP:     HTTPConfig{Listen: ":8443", MaxBody: 1 << 20, SessionTTL: 12 * time.Hour},
 		Presence: PresenceConfig{StaleAfter: 3, FlapWindow: time.Minute, FlapCount: 6, History: 100},
 		Store:    StoreConfig{RetainAge: 90 * 24 * time.Hour},
 		Tokens:   TokensConfig{DefaultTTL: 30 * 24 * time.Hour, MaxTTL: 366 * 24 * time.Hour, RefreshTTL: 30 * 24 * time.Hour},
 		Log:      LogConfig{Level: "info", Format: "text"},
+		OTA:      OTAConfig{MaxDownloads: 32, MaxArtifactSize: 256 << 20},
 	}
 }
 
@@ -101,6 +125,12 @@ func (c *Config) ApplyEnv() {
 	}
 	if v, ok := config.Env("OUTPOST_ADMIN_TOKEN"); ok {
 		c.AdminToken = v
+	}
+	if v, ok := config.Env("OUTPOST_HUB_SESSION_TTL"); ok {
+		c.HTTP.SessionTTL = -1 // Validate reports a bad value
+		if d, err := time.ParseDuration(v); err == nil {
+			c.HTTP.SessionTTL = d
+		}
 	}
 }
 
@@ -133,6 +163,9 @@ func (c *Config) Validate() error {
 	if c.HTTP.MaxBody <= 0 {
 		p.Addf("http.max_body", "must be > 0")
 	}
+	if c.HTTP.SessionTTL < time.Second || c.HTTP.SessionTTL > 30*24*time.Hour {
+		p.Addf("http.session_ttl", "%v must be between 1s and 720h (env OUTPOST_HUB_SESSION_TTL: a Go duration)", c.HTTP.SessionTTL)
+	}
 	if c.Presence.StaleAfter < 1 {
 		p.Addf("presence.stale_after", "%d must be ≥ 1", c.Presence.StaleAfter)
 	}
@@ -156,6 +189,22 @@ func (c *Config) Validate() error {
 	}
 	if c.Tokens.RefreshTTL <= 0 || c.Tokens.RefreshTTL > c.Tokens.MaxTTL {
 		p.Addf("tokens.refresh_ttl", "%v must be > 0 and ≤ tokens.max_ttl", c.Tokens.RefreshTTL)
+	}
+	for i, f := range c.OTA.ReleaseKeys {
+		if _, err := manifest.LoadKeyring(f); err != nil {
+			p.Add(fmt.Sprintf("ota.release_keys[%d]", i), err)
+		}
+	}
+	if c.OTA.MaxDownloads < 1 {
+		p.Addf("ota.max_downloads", "%d must be ≥ 1", c.OTA.MaxDownloads)
+	}
+	if c.OTA.MaxArtifactSize < 1 {
+		p.Addf("ota.max_artifact_size", "%d must be ≥ 1 (bytes)", c.OTA.MaxArtifactSize)
+	}
+	if c.OTA.PublicURL != "" {
+		if u, err := url.Parse(c.OTA.PublicURL); err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			p.Addf("ota.public_url", "%q must be an https://host[:port][/path] URL (devices download only over HTTPS)", c.OTA.PublicURL)
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -22,11 +22,14 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outpost-iot/outpost/certs"
+	"github.com/outpost-iot/outpost/firmware-ota/manifest"
 	"github.com/outpost-iot/outpost/hub/api"
 	"github.com/outpost-iot/outpost/hub/broker"
+	"github.com/outpost-iot/outpost/hub/ota"
 	"github.com/outpost-iot/outpost/hub/presence"
 	"github.com/outpost-iot/outpost/hub/store"
 	"github.com/outpost-iot/outpost/hub/token"
+	"github.com/outpost-iot/outpost/hub/web"
 	"github.com/outpost-iot/outpost/internal/metrics"
 	"github.com/outpost-iot/outpost/internal/protocol"
 )
@@ -40,6 +43,7 @@ type Hub struct {
 	revoked    sync.Map // jti → struct{}
 	tracker    *presence.Tracker
 	broker     *broker.Broker
+	ota        *ota.Service
 	events     *api.Broadcaster
 	pEvents    chan presence.Transition
 	httpLn     net.Listener
@@ -110,20 +114,25 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, version string) (*Hu
 		StaleAfter: cfg.Presence.StaleAfter, FlapWindow: cfg.Presence.FlapWindow, FlapCount: cfg.Presence.FlapCount,
 	}, epochs)
 	verifier := &token.Verifier{Keys: h.ring, Revoked: func(jti string) bool { _, ok := h.revoked.Load(jti); return ok }}
+	// Bound before the broker: the OTA service's default public URL needs the port.
+	if h.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
+		return nil, fmt.Errorf("hub: http listen %s: %w", cfg.HTTP.Listen, err)
+	}
+	if h.ota, err = h.newOTA(verifier); err != nil {
+		return nil, err
+	}
 	if h.broker, err = broker.New(broker.Options{
 		TLS: tlsCfg, Listen: cfg.MQTT.Listen, PlainListen: cfg.MQTT.PlainListen, HandshakeTimeout: cfg.MQTT.HandshakeTimeout,
 		Verifier: verifier, Presence: h.tracker, Log: h.store, Heartbeats: h.store, Refresher: h,
-		Metrics: h.metrics, Logger: log, WritesPending: cfg.MQTT.QueueSlots,
+		Metrics: h.metrics, Logger: log, WritesPending: cfg.MQTT.QueueSlots, Handlers: h.ota.Handlers(),
 		ReadBufferSize: cfg.MQTT.BufferSize, WriteBufferSize: cfg.MQTT.BufferSize,
 	}); err != nil {
 		return nil, err
 	}
-	if h.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
-		return nil, fmt.Errorf("hub: http listen %s: %w", cfg.HTTP.Listen, err)
-	}
 	a := &api.Server{Store: h.store, Tokens: h, Events: h.events, Metrics: h.metrics, AdminToken: h.adminToken,
 		MaxBody: cfg.HTTP.MaxBody, Logger: log, History: cfg.Presence.History, Version: version}
-	h.httpSrv = &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	dash := web.New(web.Options{API: withOTA(a.Handler(), h.ota), AdminToken: h.adminToken, SessionTTL: cfg.HTTP.SessionTTL, Logger: log})
+	h.httpSrv = &http.Server{Handler: dash.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	if !cfg.HTTP.Plain {
 		h.httpSrv.TLSConfig = tlsCfg.Clone()
 		h.httpLn = tls.NewListener(h.httpLn, h.httpSrv.TLSConfig)
@@ -230,6 +239,8 @@ func (h *Hub) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	tickCtx, stopTick := context.WithCancel(context.Background())
 	g.Go(func() error { return h.tracker.Run(tickCtx, 500*time.Millisecond) })
+	otaCtx, stopOTA := context.WithCancel(context.Background())
+	g.Go(func() error { return h.ota.Run(otaCtx) })
 	evDone := make(chan struct{})
 	go func() { defer close(evDone); h.publishEvents() }()
 	g.Go(func() error {
@@ -244,6 +255,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		defer cancel()
 		h.events.Close() // ends SSE streams so Shutdown does not wait for them
 		_ = h.httpSrv.Shutdown(sctx)
+		stopOTA() // before the broker closes: it publishes notices
 		err := h.broker.Close()
 		stopTick()
 		return err
@@ -365,3 +377,53 @@ func (h *Hub) DefaultTTL() time.Duration { return h.cfg.Tokens.DefaultTTL }
 
 // Store exposes the store (tests, benchmarks).
 func (h *Hub) Store() *store.Store { return h.store }
+
+// newOTA builds the OTA service; the broker it publishes through is
+// created after it (the broker needs its status handler).
+func (h *Hub) newOTA(v *token.Verifier) (*ota.Service, error) {
+	c := h.cfg.OTA
+	var keys *manifest.Keyring
+	if len(c.ReleaseKeys) > 0 {
+		var err error
+		if keys, err = manifest.LoadKeyring(c.ReleaseKeys...); err != nil {
+			return nil, fmt.Errorf("hub: ota.release_keys: %w", err)
+		}
+	} else {
+		h.log.Warn("hub: ota.release_keys is empty: firmware uploads are refused until a release key is trusted")
+	}
+	dir := c.ArtifactDir
+	if dir == "" {
+		dir = filepath.Join(h.cfg.DataDir, "artifacts")
+	}
+	publish := ota.PublisherFunc(func(topic string, payload []byte, retain bool, qos byte) error {
+		return h.broker.Publish(topic, payload, retain, qos)
+	})
+	return ota.New(ota.Options{DB: h.store.DB(), Publisher: publish, Verifier: v, ReleaseKeys: keys, ArtifactDir: dir,
+		PublicURL: otaPublicURL(h.cfg, h.httpLn.Addr()), AdminToken: h.adminToken, MaxDownloads: c.MaxDownloads,
+		MaxArtifactSize: c.MaxArtifactSize, MaxBody: h.cfg.HTTP.MaxBody, Metrics: h.metrics, Logger: h.log})
+}
+
+// otaPublicURL is ota.public_url, or https://<http.listen host, else
+// tls.hosts[0], else localhost>:<bound port>.
+func otaPublicURL(cfg Config, bound net.Addr) string {
+	if cfg.OTA.PublicURL != "" {
+		return strings.TrimRight(cfg.OTA.PublicURL, "/")
+	}
+	host, _, _ := net.SplitHostPort(cfg.HTTP.Listen)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+		if len(cfg.TLS.Hosts) > 0 {
+			host = cfg.TLS.Hosts[0]
+		}
+	}
+	_, port, _ := net.SplitHostPort(bound.String())
+	return "https://" + net.JoinHostPort(host, port)
+}
+
+// withOTA routes /api/v1/ota/ to the OTA service and the rest to the API.
+func withOTA(apiHandler http.Handler, o *ota.Service) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/api/v1/ota/", o.Handler())
+	mux.Handle("/", apiHandler)
+	return mux
+}

@@ -29,7 +29,7 @@ fi
 cat <<EOT
 
 Outpost demo is running (logs in $D/).
-  Dashboard / API : https://$HTTP/        (CA: $OUTPOST_CA)
+  Dashboard / API : https://$HTTP/        (CA: $OUTPOST_CA; log in with the admin token)
   MQTT (TLS)      : $MQTT
   Admin token     : $OUTPOST_ADMIN_TOKEN
   Device token    : $D/demo-gw.token  (device demo-gw, profile gateway)

@@ -85,6 +85,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /api/v1/keys", auth(s.rotate))
 	mux.Handle("DELETE /api/v1/keys/{kid}", auth(s.retire))
 	mux.Handle("GET /api/v1/events", auth(s.events))
+	s.MountAlerts(mux, auth)
 	mux.Handle("GET /metrics", auth(func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		s.Metrics.Write(w)

@@ -524,12 +524,6 @@ func (h *presenceHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 		if st.State == "online" {
 			b.opts.Presence.Birth(cl.ID, cl, st.HeartbeatS, st.Firmware)
 		}
-	default:
-		if fn := b.opts.Handlers[suffix]; fn != nil {
-			if err := fn(cl.ID, pk.Payload); err != nil {
-				return pk, b.reject(cl, pk, suffix, err)
-			}
-		}
 	case protocol.SufHeartbeat:
 		hb, err := protocol.DecodeHeartbeat(pk.Payload)
 		if err != nil {
@@ -538,6 +532,12 @@ func (h *presenceHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 		b.opts.Presence.Heartbeat(cl.ID, cl, hb.Firmware)
 		if b.opts.Heartbeats != nil {
 			_ = b.opts.Heartbeats.SaveHeartbeat(b.ctx, cl.ID, time.Now().UnixMilli(), hb)
+		}
+	default:
+		if fn := b.opts.Handlers[suffix]; fn != nil {
+			if err := fn(cl.ID, pk.Payload); err != nil {
+				return pk, b.reject(cl, pk, suffix, err)
+			}
 		}
 	}
 	return pk, nil
