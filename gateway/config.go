@@ -24,8 +24,21 @@ type Config struct {
 	Rules    rules.Config   `yaml:"rules"`
 	Actions  []Action       `yaml:"actions"`
 	Log      LogConfig      `yaml:"log"`
-	// ReleasePubKey names the file with the release public key for OTA.
-	ReleasePubKey string `yaml:"release_pubkey"`
+	// ReleasePubKey names the file with the release public key(s) for OTA
+	// (PEM, as outpostctl ota keygen writes release.pub). Keys compiled in
+	// (buildinfo.ReleasePubKey) are trusted as well.
+	ReleasePubKey string    `yaml:"release_pubkey"`
+	OTA           OTAConfig `yaml:"ota"`
+}
+
+// OTAConfig configures over-the-air updates (firmware-ota/updater).
+type OTAConfig struct {
+	// HealthTimeout is how long a new version has to connect and get its
+	// succeeded status acknowledged by the hub before it is rolled back.
+	HealthTimeout time.Duration `yaml:"health_timeout"`
+	// Binary is the executable an update replaces; default: the running
+	// one (os.Executable, symlinks resolved). The supervisor runs this path.
+	Binary string `yaml:"binary"`
 }
 
 // HubConfig says how to reach the hub.
@@ -78,6 +91,7 @@ func DefaultConfig() Config {
 		Outbox:  OutboxConfig{MaxRecords: 1_000_000, MaxBytes: 64 << 20, MaxAge: 30 * 24 * time.Hour, FlushInterval: time.Second},
 		Clock:   ClockConfig{Source: "ntp"},
 		Log:     LogConfig{Level: "info", Format: "text"},
+		OTA:     OTAConfig{HealthTimeout: 2 * time.Minute},
 	}
 }
 
@@ -91,6 +105,9 @@ func (c *Config) ApplyEnv() {
 	}
 	if v, ok := config.Env("OUTPOST_GATEWAY_DATA_DIR"); ok {
 		c.DataDir = v
+	}
+	if v, ok := config.Env("OUTPOST_GATEWAY_RELEASE_PUBKEY"); ok {
+		c.ReleasePubKey = v
 	}
 }
 
@@ -163,6 +180,9 @@ func (c *Config) Validate() error {
 		if a.Rule != "" && !hasRule(c.Rules, a.Rule) {
 			p.Addf(fmt.Sprintf("actions[%d].rule", i), "no rule named %q", a.Rule)
 		}
+	}
+	if c.OTA.HealthTimeout < time.Second || c.OTA.HealthTimeout > time.Hour {
+		p.Addf("ota.health_timeout", "%v must be within 1s..1h", c.OTA.HealthTimeout)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -1,8 +1,11 @@
 // Package gateway wires the Outpost gateway together: sensors (drivers/
 // catalog) sampled on their intervals, the alert rules (rules) on event time,
-// the durable outbox (outbox) and the uplink to the hub (uplink). Run owns
-// every goroutine and, on shutdown, stops sampling, commits the outbox and
-// disconnects cleanly; nothing taken is lost.
+// the durable outbox (outbox), the uplink to the hub (uplink) and OTA
+// updates (firmware-ota/updater, fed the notices on in/ota). Run owns every
+// goroutine and, on shutdown, stops sampling, commits the outbox and
+// disconnects cleanly; nothing taken is lost. After an update (or a
+// rollback) put another binary in place, Run shuts down the same way and
+// returns ErrRestart.
 package gateway
 
 import (
@@ -24,6 +27,7 @@ import (
 	"github.com/outpost-iot/outpost/certs"
 	"github.com/outpost-iot/outpost/drivers"
 	"github.com/outpost-iot/outpost/drivers/catalog"
+	"github.com/outpost-iot/outpost/firmware-ota/updater"
 	"github.com/outpost-iot/outpost/gateway/outbox"
 	"github.com/outpost-iot/outpost/gateway/rules"
 	"github.com/outpost-iot/outpost/gateway/uplink"
@@ -43,6 +47,7 @@ type Gateway struct {
 	eng     *rules.Engine
 	actions *actions
 	tokens  *FileTokens
+	ota     *updater.Updater
 
 	healthMu sync.Mutex
 	health   map[string]string // sensor → "ok" or fault cause
@@ -65,6 +70,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, version string) (*Ga
 	tlsCfg, err := certs.ClientTLS(cfg.Hub.CA)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: hub.ca: %w", err)
+	}
+	if err := g.openOTA(tlsCfg); err != nil {
+		return nil, err
 	}
 	if g.eng, err = rules.New(&cfg.Rules); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -93,7 +101,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, version string) (*Ga
 		KeepAlive: uint16(cfg.Hub.KeepAlive / time.Second), Heartbeat: cfg.Hub.Heartbeat,
 		BatchSize: cfg.Hub.BatchSize, BacklogRate: cfg.Hub.BacklogRate,
 		Firmware: version, Boot: g.clock.Boot(), HeartbeatInfo: g.heartbeat, Logger: log,
-		Transform: g.fixClock,
+		Transform: g.fixClock, OnMessage: g.onMessage,
 	}, g.ob, g.tokens); err != nil {
 		_ = g.ob.Close(ctx)
 		return nil, err
@@ -149,10 +157,22 @@ type sample struct {
 	wall   bool
 }
 
-// Run samples, evaluates and uplinks until ctx ends.
+// Run samples, evaluates and uplinks until ctx ends, or until an update
+// needs a restart: then it shuts down the same way and returns ErrRestart.
 func (g *Gateway) Run(ctx context.Context) error {
 	g.log.Info("gateway: starting", "device", g.cfg.DeviceID, "hub", g.cfg.Hub.Address, "sensors", len(g.sensors),
 		"rules", len(g.cfg.Rules.Rules), "version", g.version, "clock_synced", g.clock.Synced())
+	ctx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	otaCtx, stopOTA := context.WithCancel(context.Background())
+	otaDone := make(chan error, 1)
+	go func() {
+		err := g.ota.Run(otaCtx)
+		if errors.Is(err, updater.ErrRestart) {
+			stopRun()
+		}
+		otaDone <- err
+	}()
 	upCtx, stopUp := context.WithCancel(context.Background())
 	upDone := make(chan error, 1)
 	go func() { upDone <- g.up.Run(upCtx) }()
@@ -171,13 +191,18 @@ func (g *Gateway) Run(ctx context.Context) error {
 	close(samples)
 	perr := <-procDone // drains every sample taken
 	g.actions.off()
+	stopOTA() // before the uplink: its last report may still go out
+	otaErr := <-otaDone
 	stopUp()
 	uerr := <-upDone
 	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	oerr := g.ob.Close(cctx)
 	g.log.Info("gateway: stopped", "outbox_depth", g.ob.Stats().Depth)
-	return errors.Join(perr, uerr, oerr)
+	if errors.Is(otaErr, updater.ErrRestart) {
+		return errors.Join(ErrRestart, perr, uerr, oerr)
+	}
+	return errors.Join(perr, uerr, oerr, otaErr)
 }
 
 func (g *Gateway) sampleLoop(ctx context.Context, s drivers.Sensor, out chan<- sample) {

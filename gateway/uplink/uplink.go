@@ -26,13 +26,16 @@ import (
 	"github.com/outpost-iot/outpost/internal/protocol"
 )
 
-// Outbox is what the uplink reads and acknowledges (gateway/outbox implements it).
+// Outbox is what the uplink reads and acknowledges (gateway/outbox
+// implements it). Peek returns unacknowledged records whether committed or
+// still buffered: a record acknowledged before its group commit never
+// touches the SD card.
 type Outbox interface {
-	Pending(ctx context.Context, afterSeq uint64, limit int) ([]protocol.Record, error)
+	Peek(ctx context.Context, afterSeq uint64, limit int) ([]protocol.Record, error)
 	PendingAlerts(ctx context.Context, afterSeq uint64, limit int) ([]protocol.Record, error)
 	LatestPerSensor(ctx context.Context) ([]protocol.Record, error)
 	Ack(ctx context.Context, seqs ...uint64) error
-	Committed() (uint64, <-chan struct{})
+	Appended() (uint64, <-chan struct{})
 }
 
 // Tokens holds the device's channel token and stores refreshed ones.
@@ -89,10 +92,13 @@ type Uplink struct {
 	connected                                 atomic.Bool
 	lastErr                                   atomic.Value // string
 
-	upCh   chan struct{} // a connection came up
-	epoch  atomic.Uint64
-	tokMu  sync.Mutex
-	tokReq string // correlation id of the refresh in flight
+	upCh    chan struct{} // a connection came up
+	cm      atomic.Pointer[autopaho.ConnectionManager]
+	cmReady chan struct{} // closed once Run set cm (or failed to)
+	cmOnce  sync.Once
+	epoch   atomic.Uint64
+	tokMu   sync.Mutex
+	tokReq  string // correlation id of the refresh in flight
 }
 
 // New returns an uplink; Run connects.
@@ -127,7 +133,7 @@ func New(cfg Config, ob Outbox, tok Tokens) (*Uplink, error) {
 	if cfg.ConnectRetry <= 0 {
 		cfg.ConnectRetry = time.Second
 	}
-	u := &Uplink{cfg: cfg, ob: ob, tok: tok, log: cfg.Logger, upCh: make(chan struct{}, 1)}
+	u := &Uplink{cfg: cfg, ob: ob, tok: tok, log: cfg.Logger, upCh: make(chan struct{}, 1), cmReady: make(chan struct{})}
 	u.epoch.Store(uint64(cfg.Now().UnixMilli()))
 	return u, nil
 }
@@ -153,6 +159,7 @@ func (u *Uplink) status(state string) []byte {
 // Run keeps the connection and the publisher going until ctx ends, then
 // disconnects cleanly (the hub records a clean disconnect).
 func (u *Uplink) Run(ctx context.Context) error {
+	defer u.cmOnce.Do(func() { close(u.cmReady) }) // PublishStatus stops waiting
 	srv, err := url.Parse("tls://" + u.cfg.Broker)
 	if err != nil {
 		return fmt.Errorf("uplink: broker %q: %w", u.cfg.Broker, err)
@@ -220,6 +227,9 @@ func (u *Uplink) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("uplink: %w", err)
 	}
+	u.cm.Store(cm)
+	u.cmOnce.Do(func() { close(u.cmReady) })
+	defer u.cm.Store(nil)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); u.publisher(ctx, cm) }()
