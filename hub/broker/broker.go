@@ -36,6 +36,7 @@ type Verifier interface {
 // LogStore persists a device's log records; AppendLog returns once committed.
 type LogStore interface {
 	AppendLog(ctx context.Context, device string, recs []protocol.Record) (int, error)
+	AppendLogAsync(ctx context.Context, device string, recs []protocol.Record) error
 }
 
 // HeartbeatStore keeps a device's last heartbeat.
@@ -582,6 +583,15 @@ func (h *logHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	bt, err := protocol.DecodeBatch(pk.Payload)
 	if err != nil {
 		return pk, b.reject(cl, pk, "log", err)
+	}
+	if pk.FixedHeader.Qos == 0 {
+		// No PUBACK to hold back: queue for the next group commit.
+		if err := b.opts.Log.AppendLogAsync(b.ctx, id, bt.Records); err != nil {
+			b.m.storeErrors.Inc()
+			return pk, packets.ErrRejectPacket
+		}
+		b.m.records.Add(uint64(len(bt.Records))) // queued; duplicates are not known yet
+		return pk, nil
 	}
 	start := time.Now()
 	n, err := b.opts.Log.AppendLog(b.ctx, id, bt.Records)

@@ -325,6 +325,18 @@ func (s *Store) deviceID(w *wtx, name string) (int64, error) {
 // AppendLog stores a device's records idempotently on (device, seq) and
 // returns once they are committed. It reports how many were new.
 func (s *Store) AppendLog(ctx context.Context, device string, recs []protocol.Record) (int, error) {
+	return s.appendLog(ctx, device, recs, true)
+}
+
+// AppendLogAsync queues the records for the next group commit and returns at
+// once (QoS 0 publishes: there is no acknowledgement to hold back). Close
+// drains the queue; errors are logged by the writer.
+func (s *Store) AppendLogAsync(ctx context.Context, device string, recs []protocol.Record) error {
+	_, err := s.appendLog(ctx, device, recs, false)
+	return err
+}
+
+func (s *Store) appendLog(ctx context.Context, device string, recs []protocol.Record, wait bool) (int, error) {
 	recv := s.opts.Now().UnixMilli()
 	// Encode outside the writer: it is the one serial part.
 	rows := make([]logRow, len(recs))
@@ -346,7 +358,7 @@ func (s *Store) AppendLog(ctx context.Context, device string, recs []protocol.Re
 		}
 	}
 	var inserted int
-	err := s.exec(ctx, true, func(w *wtx) error {
+	err := s.exec(ctx, wait, func(w *wtx) error {
 		id, err := s.deviceID(w, device)
 		if err != nil {
 			return err
@@ -369,10 +381,16 @@ func (s *Store) AppendLog(ctx context.Context, device string, recs []protocol.Re
 				}
 			}
 		}
+		if !wait {
+			s.Rows.Add(int64(inserted))
+		}
 		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store: append %s: %w", device, err)
+	}
+	if !wait {
+		return 0, nil // the writer fills inserted later: not ours to read
 	}
 	s.Rows.Add(int64(inserted))
 	return inserted, nil

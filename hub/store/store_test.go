@@ -190,3 +190,28 @@ func BenchmarkIngest(b *testing.B) {
 		})
 	}
 }
+
+func TestAppendLogAsyncIsCommittedByClose(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(dir, "hub.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 50; i += 10 {
+		if err := s.AppendLogAsync(ctx, "gw", readings(i, 10, 1000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(ctx, filepath.Join(dir, "hub.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	if seqs, _ := s.Seqs(ctx, "gw"); len(seqs) != 50 {
+		t.Fatalf("queued records lost at close: %d of 50", len(seqs))
+	}
+}
