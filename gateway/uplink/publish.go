@@ -61,7 +61,7 @@ func (u *Uplink) session(ctx context.Context, cm *autopaho.ConnectionManager) er
 	if _, err := cm.Publish(pctx, &paho.Publish{Topic: u.topic(protocol.SufStatus), QoS: 1, Retain: true, Payload: u.status("online")}); err != nil {
 		return fmt.Errorf("birth: %w", err)
 	}
-	startSeq, _ := u.ob.Committed()
+	startSeq, _ := u.ob.Appended()
 
 	// 1. Active alerts (every pending alert transition, in order).
 	for {
@@ -93,8 +93,11 @@ func (u *Uplink) session(ctx context.Context, cm *autopaho.ConnectionManager) er
 	var budget float64
 	last := time.Now()
 	for {
-		// New records since the outage ended go out as soon as they are committed.
-		recs, err := u.ob.Pending(ctx, newAfter, u.cfg.BatchSize)
+		// New records since the outage ended go out at once. seq0 is read
+		// before Peek: if Peek finds nothing, every record up to seq0 has
+		// been acknowledged already (e.g. alerts sent first).
+		seq0, ch := u.ob.Appended()
+		recs, err := u.ob.Peek(ctx, newAfter, u.cfg.BatchSize)
 		if err != nil {
 			return err
 		}
@@ -105,6 +108,7 @@ func (u *Uplink) session(ctx context.Context, cm *autopaho.ConnectionManager) er
 			newAfter = recs[len(recs)-1].Seq
 			continue
 		}
+		newAfter = max(newAfter, seq0)
 		if backlogAfter < startSeq {
 			limit := u.cfg.BatchSize
 			if u.cfg.BacklogRate > 0 {
@@ -119,7 +123,7 @@ func (u *Uplink) session(ctx context.Context, cm *autopaho.ConnectionManager) er
 				}
 				limit = min(limit, int(budget))
 			}
-			recs, err := u.ob.Pending(ctx, backlogAfter, limit)
+			recs, err := u.ob.Peek(ctx, backlogAfter, limit)
 			if err != nil {
 				return err
 			}
@@ -135,11 +139,7 @@ func (u *Uplink) session(ctx context.Context, cm *autopaho.ConnectionManager) er
 			backlogAfter = recs[len(recs)-1].Seq
 			continue
 		}
-		// Caught up: wait for the next commit or the end of the connection.
-		_, ch := u.ob.Committed()
-		if seq, _ := u.ob.Committed(); seq > newAfter {
-			continue
-		}
+		// Caught up: wait for the next record or the end of the connection.
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
