@@ -330,11 +330,26 @@ func (g *Gateway) setHealth(name, st string) {
 	g.healthMu.Unlock()
 }
 
-// dropNotice reports records the outbox dropped to stay within its bounds.
+// dropNotice reports records the outbox dropped to stay within its bounds,
+// and the seqs a crash may have lost (assigned in memory, never committed;
+// those the hub holds were delivered).
 func (g *Gateway) dropNotice(d outbox.DropRange) protocol.Record {
 	at, wall := g.clock.Now()
+	var why []string
+	for _, r := range strings.Split(d.Reasons, ",") {
+		switch r {
+		case "crash":
+			why = append(why, "records not committed before a crash or power cut (those the hub holds were delivered)")
+		case "":
+		default:
+			why = append(why, "outbox full ("+r+")")
+		}
+	}
 	return g.stamp(protocol.Record{Kind: protocol.KindFault, Sensor: "outbox", Fault: &protocol.Fault{
-		Cause: "dropped", Detail: fmt.Sprintf("outbox full (%s): %d records dropped, seq %d..%d", d.Reasons, d.Count, d.First, d.Last)}}, at, wall)
+		Cause:  "dropped",
+		Detail: fmt.Sprintf("up to %d records of seq %d..%d lost: %s", d.Count, d.First, d.Last, strings.Join(why, "; ")),
+		Seqs:   &protocol.SeqRange{First: d.First, Last: d.Last},
+	}}, at, wall)
 }
 
 // fixClock gives boot-relative records of this boot their wall time once the

@@ -137,6 +137,14 @@ func TestCrashRecovery(t *testing.T) {
 			}
 		}
 		st := o.Stats()
+		// Every record lost in the crash window is in the range reported
+		// as possibly lost.
+		un := st.Unreported
+		for _, seq := range run.assigned {
+			if !stored[seq] && !acked[seq] && (un.First > seq || un.Last < seq || !strings.Contains(un.Reasons, "crash")) {
+				t.Fatalf("round %d: seq %d was lost in the crash, but the unreported range is %+v", round, seq, un)
+			}
+		}
 		if st.LastSeq < highest || st.Depth != int64(len(recs)) {
 			t.Fatalf("round %d: stats %+v after reopen, want last seq ≥ %d (every seq handed out) and depth %d", round, st, highest, len(recs))
 		}

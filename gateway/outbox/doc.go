@@ -61,7 +61,13 @@
 //     record the hub received, but whose PUBACK had not arrived, is at the
 //     hub anyway). A caller that needs a record durable now (an alert) uses
 //     AppendSync, or Flush after Append. Their seqs are not assigned again
-//     (see above): the hub sees a gap.
+//     (see above): the hub sees a gap, and it is reported: meta.floor
+//     (raised by every commit that writes meta) marks a seq up to which
+//     every record is stored or acknowledged; Open adds (max(floor,
+//     greatest stored seq), reserved mark] to the unreported range with
+//     reason "crash" (a superset: it includes delivered records and seqs
+//     never handed out), and the DropNotice record reports it, so no record
+//     is lost silently. A clean Close leaves no such range.
 //   - What it cannot lose or break: a committed, unacknowledged record; the
 //     sequence (no seq is ever reused, so a new record is never discarded
 //     by the hub as a duplicate of one published before the crash).

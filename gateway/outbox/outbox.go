@@ -112,8 +112,8 @@ type Options struct {
 // bounds. Some of them may have been published already.
 type DropRange struct {
 	First, Last uint64 // first and last dropped seq
-	Count       uint64 // records dropped in First..Last (records acknowledged in between are not counted)
-	Reasons     string // bounds that were exceeded, comma-separated: max_records, max_bytes, max_age
+	Count       uint64 // records dropped in First..Last (records acknowledged in between are not counted; a crash range counts all its seqs)
+	Reasons     string // why, comma-separated: max_records, max_bytes, max_age (bounds), crash (see Open)
 }
 
 // Stats is a snapshot of the outbox's state, for heartbeats and metrics.
@@ -137,6 +137,7 @@ type Stats struct {
 type state struct {
 	committed   uint64 // greatest seq written to the table; after Open, the high-water mark
 	reserved    uint64 // meta.last_seq: no seq above it was ever assigned
+	floor       uint64 // meta.floor: every seq up to it is stored or was acknowledged
 	rows        int64  // rows in the records table, acknowledged ones not deleted yet included
 	bytes       int64  // their estimated size
 	oldestSeq   uint64 // the table's first row; 0 when empty
@@ -199,6 +200,7 @@ type Outbox struct {
 	ackedUnwritten uint64
 	flushErr       error
 	noticeQueued   bool
+	metaPending    bool // meta must be written by the next commit (Open found a crash)
 	closed         bool
 	commitCh       chan struct{} // closed and replaced at each commit of new records
 	appendCh       chan struct{} // closed at the next Append; nil until Appended asks for one
@@ -311,8 +313,8 @@ func (o *Outbox) load(ctx context.Context) error {
 		maxSeq  int64
 		reasons string
 	)
-	err = o.db.QueryRowContext(ctx, `SELECT last_seq, dropped, un_first, un_last, un_count, un_reasons FROM meta WHERE id = 1`).
-		Scan(&s.reserved, &s.dropped, &s.un.First, &s.un.Last, &s.un.Count, &reasons)
+	err = o.db.QueryRowContext(ctx, `SELECT last_seq, floor, dropped, un_first, un_last, un_count, un_reasons FROM meta WHERE id = 1`).
+		Scan(&s.reserved, &s.floor, &s.dropped, &s.un.First, &s.un.Last, &s.un.Count, &reasons)
 	if err != nil {
 		return fmt.Errorf("outbox: read meta: %w", sqlitex.Classify(err))
 	}
@@ -331,6 +333,16 @@ func (o *Outbox) load(ctx context.Context) error {
 	// a database written before reservations, the greatest stored seq.
 	s.reserved = max(s.reserved, uint64(maxSeq))
 	s.committed = s.reserved
+	// The commit of a stored record took every seq assigned before it, so
+	// everything up to the greatest stored seq is accounted for. Above it,
+	// up to the reserved mark, a crash or power cut may have lost records
+	// that were assigned in memory and not committed, unless the hub had
+	// acknowledged them: report the range, like dropped records.
+	s.floor = max(s.floor, uint64(maxSeq))
+	if s.reserved > s.floor {
+		s.un = mergeRange(s.un, DropRange{First: s.floor + 1, Last: s.reserved, Count: s.reserved - s.floor, Reasons: "crash"})
+		o.metaPending = true
+	}
 	if err := o.readOldest(ctx, o.db, &s); err != nil {
 		return err
 	}
@@ -587,6 +599,8 @@ type work struct {
 	dels     []uint64 // acknowledged stored records to delete, ascending
 	batch    []row    // records to insert
 	reserved uint64   // meta.last_seq to store
+	floor    uint64   // meta.floor to store: the last seq assigned when the commit began
+	meta     bool     // write meta even if nothing else asks for it
 	clearUn  bool     // the drop notice was acknowledged unwritten: the range is reported
 }
 
@@ -595,7 +609,7 @@ type work struct {
 // reservation. o.wmu is held.
 func (o *Outbox) commitLocked(ctx context.Context) error {
 	o.mu.Lock()
-	w := work{batch: o.buf, clearUn: o.noticeAcked}
+	w := work{batch: o.buf, clearUn: o.noticeAcked, floor: o.lastSeq, meta: o.metaPending}
 	o.buf = nil
 	o.inflight, o.inflightBytes, o.bufBytes = w.batch, o.bufBytes, 0
 	if len(o.acked) > 0 {
@@ -614,7 +628,8 @@ func (o *Outbox) commitLocked(ctx context.Context) error {
 		// No seq above lastSeq was handed out and none will be: the next
 		// Open continues right after it, without a gap.
 		w.reserved = o.lastSeq
-		reserveOnly = w.reserved != s.reserved
+		w.meta = w.meta || s.floor < o.lastSeq // a clean close leaves no range to report
+		reserveOnly = w.reserved != s.reserved || w.meta
 	case room < reserveLow:
 		w.reserved = o.lastSeq + reserveBlock
 		reserveOnly = room < reserveLow/2
@@ -622,7 +637,7 @@ func (o *Outbox) commitLocked(ctx context.Context) error {
 	o.mu.Unlock()
 
 	now := o.opts.Clock().UnixMilli()
-	if len(w.batch) == 0 && len(w.dels) == 0 && !w.clearUn && !reserveOnly && !o.overBounds(&s, now) {
+	if len(w.batch) == 0 && len(w.dels) == 0 && !w.clearUn && !reserveOnly && !w.meta && !o.overBounds(&s, now) {
 		o.mu.Lock()
 		o.inflight, o.inflightBytes = nil, 0
 		o.flushErr = nil
@@ -664,6 +679,9 @@ func (o *Outbox) commitLocked(ctx context.Context) error {
 		return err
 	}
 	o.flushErr = nil
+	if w.meta {
+		o.metaPending = false
+	}
 	o.gen++
 	newRecords := s.committed != o.st.committed
 	for _, seq := range w.dels {
@@ -768,7 +786,7 @@ func (o *Outbox) writeBatch(ctx context.Context, w *work, s *state, now int64) (
 			_ = tx.Rollback() // the first error is the one to report
 		}
 	}()
-	metaDirty := w.reserved != s.reserved || w.clearUn
+	metaDirty := w.reserved != s.reserved || w.clearUn || w.meta
 	s.reserved = w.reserved
 	if w.clearUn {
 		s.un = DropRange{}
@@ -831,6 +849,9 @@ func (o *Outbox) writeBatch(ctx context.Context, w *work, s *state, now int64) (
 		return 0, err
 	}
 	if dropLast > 0 || metaDirty {
+		// Every seq up to w.floor is in this commit, stored before it, or
+		// acknowledged.
+		s.floor = max(s.floor, w.floor)
 		if err := writeMeta(ctx, tx, s); err != nil {
 			return 0, err
 		}
@@ -924,13 +945,23 @@ func (o *Outbox) dropOldest(ctx context.Context, tx *sql.Tx, s *state, now int64
 		return 0, err
 	}
 	s.dropped += d.Count
-	if s.un.Count == 0 {
-		s.un.First = d.First
-	}
-	s.un.Last = d.Last
-	s.un.Count += d.Count
-	s.un.Reasons = mergeReasons(s.un.Reasons, reasons)
+	d.Reasons = strings.Join(reasons, ",")
+	s.un = mergeRange(s.un, d)
 	return d.Last, nil
+}
+
+// mergeRange adds the range d to the unreported range un: one range that
+// covers both, the counts added, the reasons merged.
+func mergeRange(un, d DropRange) DropRange {
+	if un.Count == 0 {
+		return d
+	}
+	un.First, un.Last = min(un.First, d.First), max(un.Last, d.Last)
+	un.Count += d.Count
+	if d.Reasons != "" {
+		un.Reasons = mergeReasons(un.Reasons, strings.Split(d.Reasons, ","))
+	}
+	return un
 }
 
 func mergeReasons(have string, add []string) string {
@@ -949,8 +980,8 @@ func mergeReasons(have string, add []string) string {
 // writeMeta stores s's counters and its reserved mark (column last_seq:
 // older versions read it as the seq high-water mark, which it is).
 func writeMeta(ctx context.Context, tx *sql.Tx, s *state) error {
-	_, err := tx.ExecContext(ctx, `UPDATE meta SET last_seq = ?, dropped = ?, un_first = ?, un_last = ?, un_count = ?, un_reasons = ? WHERE id = 1`,
-		int64(s.reserved), int64(s.dropped), int64(s.un.First), int64(s.un.Last), int64(s.un.Count), s.un.Reasons)
+	_, err := tx.ExecContext(ctx, `UPDATE meta SET last_seq = ?, floor = ?, dropped = ?, un_first = ?, un_last = ?, un_count = ?, un_reasons = ? WHERE id = 1`,
+		int64(s.reserved), int64(s.floor), int64(s.dropped), int64(s.un.First), int64(s.un.Last), int64(s.un.Count), s.un.Reasons)
 	if err != nil {
 		return fmt.Errorf("update meta: %w", err)
 	}

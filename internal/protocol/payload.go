@@ -82,8 +82,15 @@ type Alert struct {
 
 // Fault is a sensor fault: something went wrong reading a sensor; it is not a reading.
 type Fault struct {
-	Cause  string `json:"cause"`            // machine-readable: crc, power_on_value, missing, out_of_range, device_error, timeout, io
-	Detail string `json:"detail,omitempty"` // human text
+	Cause  string    `json:"cause"`            // machine-readable: crc, power_on_value, missing, out_of_range, device_error, timeout, io; outbox: dropped
+	Detail string    `json:"detail,omitempty"` // human text
+	Seqs   *SeqRange `json:"seqs,omitempty"`   // outbox faults: the seqs concerned
+}
+
+// SeqRange is an inclusive range of a device's seqs.
+type SeqRange struct {
+	First uint64 `json:"first"`
+	Last  uint64 `json:"last"`
 }
 
 // Batch is the payload of Root/d/{id}/log.
@@ -272,6 +279,9 @@ func (r *Record) Validate() error {
 		}
 		if err := checkText("fault.cause", r.Fault.Cause, 64); err != nil {
 			return err
+		}
+		if sr := r.Fault.Seqs; sr != nil && (sr.First == 0 || sr.Last < sr.First) {
+			return invalid("fault.seqs: %d..%d is not a range of seqs (want 1 ≤ first ≤ last)", sr.First, sr.Last)
 		}
 		return checkText("fault.detail", r.Fault.Detail, MaxTextLen)
 	default:
