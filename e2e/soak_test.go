@@ -32,7 +32,9 @@ func BenchmarkGatewaySoak(b *testing.B) {
 	outage := envDuration("OUTPOST_SOAK_OUTAGE", 60*time.Second)
 	dir := b.TempDir()
 	bins := filepath.Join(dir, "bin")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bins+"/", "../cmd/outpost-hub", "../cmd/outpost-gateway", "../cmd/outpostctl")
+	// Built as make cross builds what ships to a Pi: static, stripped.
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bins+"/", "../cmd/outpost-hub", "../cmd/outpost-gateway", "../cmd/outpostctl")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
 		b.Fatal(err)
