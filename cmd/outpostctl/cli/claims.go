@@ -82,27 +82,36 @@ func fmtLabels(m map[string]string) string {
 	return strings.Join(kv, ",")
 }
 
-func claimList(e *Env, args []string) error {
-	fs := newFlags("claim list", e)
+// listing runs a list command: flags, GET path into out, and with --json
+// prints it; done reports that nothing is left to print.
+func listing(e *Env, args []string, name, path string, out any) (done bool, err error) {
+	fs := newFlags(name, e)
 	var hf hubFlags
 	hf.add(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return true, err
 	}
 	c, err := hf.client()
 	if err != nil {
-		return err
+		return true, err
 	}
+	if err := c.do("GET", path, nil, out); err != nil {
+		return true, err
+	}
+	if *asJSON {
+		printJSON(e.Stdout, out)
+		return true, nil
+	}
+	return false, nil
+}
+
+func claimList(e *Env, args []string) error {
 	var resp struct {
 		Claims []store.Claim `json:"claims"`
 	}
-	if err := c.do("GET", "/api/v1/claims", nil, &resp); err != nil {
+	if done, err := listing(e, args, "claim list", "/api/v1/claims", &resp); done {
 		return err
-	}
-	if *asJSON {
-		printJSON(e.Stdout, resp)
-		return nil
 	}
 	tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CLAIM\tEXPIRES\tUSED\tDEVICES\tLABELS\tREVOKED")
@@ -146,26 +155,11 @@ func claimRevoke(e *Env, args []string) error {
 }
 
 func devicesPending(e *Env, args []string) error {
-	fs := newFlags("devices pending", e)
-	var hf hubFlags
-	hf.add(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	c, err := hf.client()
-	if err != nil {
-		return err
-	}
 	var resp struct {
 		Devices []store.ClaimDevice `json:"devices"`
 	}
-	if err := c.do("GET", "/api/v1/devices?state=pending", nil, &resp); err != nil {
+	if done, err := listing(e, args, "devices pending", "/api/v1/devices?state=pending", &resp); done {
 		return err
-	}
-	if *asJSON {
-		printJSON(e.Stdout, resp)
-		return nil
 	}
 	tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEVICE\tCLAIM\tFIRMWARE\tBOARD\tARCH\tREMOTE\tFIRST ANNOUNCE\tLAST ANNOUNCE")
