@@ -43,13 +43,18 @@ type OTAConfig struct {
 
 // HubConfig says how to reach the hub.
 type HubConfig struct {
-	Address     string        `yaml:"address"` // host:port of the hub's TLS MQTT listener
-	CA          string        `yaml:"ca"`      // the hub's CA certificate (pinned)
-	TokenFile   string        `yaml:"token_file"`
-	KeepAlive   time.Duration `yaml:"keepalive"`
-	Heartbeat   time.Duration `yaml:"heartbeat"`
-	BatchSize   int           `yaml:"batch_size"`
-	BacklogRate int           `yaml:"backlog_rate"` // records/s drained after an outage; < 0 unlimited
+	Address   string `yaml:"address"` // host:port of the hub's TLS MQTT listener
+	CA        string `yaml:"ca"`      // the hub's CA certificate (pinned)
+	TokenFile string `yaml:"token_file"`
+	// ClaimTokenFile holds a one-time claim token: while token_file is
+	// missing or empty, the gateway registers by claim first and writes the
+	// device token it receives to token_file.
+	ClaimTokenFile string        `yaml:"claim_token_file"`
+	ClaimRetry     time.Duration `yaml:"claim_retry"` // first pause between announcements while pending; 0: 10s
+	KeepAlive      time.Duration `yaml:"keepalive"`
+	Heartbeat      time.Duration `yaml:"heartbeat"`
+	BatchSize      int           `yaml:"batch_size"`
+	BacklogRate    int           `yaml:"backlog_rate"` // records/s drained after an outage; < 0 unlimited
 }
 
 // OutboxConfig bounds the durable outbox.
@@ -87,7 +92,7 @@ type LogConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		DataDir: "/var/lib/outpost-gateway",
-		Hub:     HubConfig{KeepAlive: 30 * time.Second, Heartbeat: 15 * time.Second, BatchSize: 100, BacklogRate: 2000},
+		Hub:     HubConfig{ClaimRetry: 10 * time.Second, KeepAlive: 30 * time.Second, Heartbeat: 15 * time.Second, BatchSize: 100, BacklogRate: 2000},
 		Outbox:  OutboxConfig{MaxRecords: 1_000_000, MaxBytes: 64 << 20, MaxAge: 30 * 24 * time.Hour, FlushInterval: time.Second},
 		Clock:   ClockConfig{Source: "ntp"},
 		Log:     LogConfig{Level: "info", Format: "text"},
@@ -115,7 +120,7 @@ func (c *Config) ApplyEnv() {
 func (c *Config) Validate() error {
 	var p config.Problems
 	if err := protocol.ValidateDeviceID(c.DeviceID); err != nil {
-		p.Add("device_id", err)
+		p.Add("device_id", fmt.Errorf("%w (unset, it is derived from the Pi's serial or /etc/machine-id where they exist)", err))
 	}
 	if c.DataDir == "" {
 		p.Addf("data_dir", "must be set")
@@ -129,7 +134,10 @@ func (c *Config) Validate() error {
 		p.Addf("hub.ca", "must name the hub's CA certificate")
 	}
 	if c.Hub.TokenFile == "" {
-		p.Addf("hub.token_file", "must name the file holding the device token")
+		p.Addf("hub.token_file", "must name the file holding the device token (written by the claim when hub.claim_token_file is set)")
+	}
+	if c.Hub.ClaimRetry != 0 && (c.Hub.ClaimRetry < time.Second || c.Hub.ClaimRetry > 10*time.Minute) {
+		p.Addf("hub.claim_retry", "%v must be within 1s..10m (0: 10s)", c.Hub.ClaimRetry)
 	}
 	if c.Hub.KeepAlive < 5*time.Second || c.Hub.KeepAlive > 18*time.Hour {
 		p.Addf("hub.keepalive", "%v must be within 5s..18h", c.Hub.KeepAlive)

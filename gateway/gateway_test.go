@@ -24,11 +24,14 @@ import (
 	"github.com/outpost-iot/outpost/internal/protocol"
 )
 
-func startHub(t *testing.T) (*hub.Hub, hub.Addresses) {
+func startHub(t *testing.T, mut ...func(*hub.Config)) (*hub.Hub, hub.Addresses) {
 	t.Helper()
 	cfg := hub.DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.MQTT.Listen, cfg.HTTP.Listen = "127.0.0.1:0", "127.0.0.1:0"
+	for _, m := range mut {
+		m(&cfg)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	h, err := hub.New(context.Background(), cfg, log, "test")
 	if err != nil {

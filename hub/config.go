@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/outpost-iot/outpost/firmware-ota/manifest"
+	"github.com/outpost-iot/outpost/hub/token"
 	"github.com/outpost-iot/outpost/internal/config"
 )
 
@@ -21,6 +22,7 @@ type Config struct {
 	Presence PresenceConfig `yaml:"presence"`
 	Store    StoreConfig    `yaml:"store"`
 	Tokens   TokensConfig   `yaml:"tokens"`
+	Claims   ClaimsConfig   `yaml:"claims"`
 	OTA      OTAConfig      `yaml:"ota"`
 	Log      LogConfig      `yaml:"log"`
 
@@ -75,6 +77,19 @@ type TokensConfig struct {
 	RefreshTTL time.Duration `yaml:"refresh_ttl"`
 }
 
+// ClaimsConfig configures provisioning by claim (docs/protocol.md, "Claiming").
+type ClaimsConfig struct {
+	// AutoAccept registers a new device id at its first announcement with a
+	// valid claim token (the token is the operator's consent). false: the
+	// device waits as pending until an operator accepts it. A device id the
+	// hub already knows always waits.
+	AutoAccept bool `yaml:"auto_accept"`
+	// MaxTTL bounds a claim token's lifetime.
+	MaxTTL time.Duration `yaml:"max_ttl"`
+	// Retry is how long a pending device waits before it announces again.
+	Retry time.Duration `yaml:"retry"`
+}
+
 // OTAConfig configures firmware releases and rollouts (hub/ota).
 type OTAConfig struct {
 	// ReleaseKeys are PEM files of trusted release public keys
@@ -107,6 +122,7 @@ func DefaultConfig() Config {
 		Presence: PresenceConfig{StaleAfter: 3, FlapWindow: time.Minute, FlapCount: 6, History: 100},
 		Store:    StoreConfig{RetainAge: 90 * 24 * time.Hour},
 		Tokens:   TokensConfig{DefaultTTL: 30 * 24 * time.Hour, MaxTTL: 366 * 24 * time.Hour, RefreshTTL: 30 * 24 * time.Hour},
+		Claims:   ClaimsConfig{AutoAccept: true, MaxTTL: 7 * 24 * time.Hour, Retry: 15 * time.Second},
 		Log:      LogConfig{Level: "info", Format: "text"},
 		OTA:      OTAConfig{MaxDownloads: 32, MaxArtifactSize: 256 << 20},
 	}
@@ -189,6 +205,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Tokens.RefreshTTL <= 0 || c.Tokens.RefreshTTL > c.Tokens.MaxTTL {
 		p.Addf("tokens.refresh_ttl", "%v must be > 0 and ≤ tokens.max_ttl", c.Tokens.RefreshTTL)
+	}
+	if c.Claims.MaxTTL < time.Minute || c.Claims.MaxTTL > token.MaxClaimTTL {
+		p.Addf("claims.max_ttl", "%v must be within 1m..%v", c.Claims.MaxTTL, token.MaxClaimTTL)
+	}
+	if c.Claims.Retry < time.Second || c.Claims.Retry > time.Hour {
+		p.Addf("claims.retry", "%v must be within 1s..1h", c.Claims.Retry)
 	}
 	for i, f := range c.OTA.ReleaseKeys {
 		if _, err := manifest.LoadKeyring(f); err != nil {

@@ -123,13 +123,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, version string) (*Hu
 	}
 	if h.broker, err = broker.New(broker.Options{
 		TLS: tlsCfg, Listen: cfg.MQTT.Listen, PlainListen: cfg.MQTT.PlainListen, HandshakeTimeout: cfg.MQTT.HandshakeTimeout,
-		Verifier: verifier, Presence: h.tracker, Log: h.store, Heartbeats: h.store, Refresher: h,
+		Verifier: verifier, Presence: h.tracker, Log: h.store, Heartbeats: h.store, Refresher: h, Claims: h,
 		Metrics: h.metrics, Logger: log, WritesPending: cfg.MQTT.QueueSlots, Handlers: h.ota.Handlers(),
 		ReadBufferSize: cfg.MQTT.BufferSize, WriteBufferSize: cfg.MQTT.BufferSize,
 	}); err != nil {
 		return nil, err
 	}
-	a := &api.Server{Store: h.store, Tokens: h, Events: h.events, Metrics: h.metrics, AdminToken: h.adminToken,
+	a := &api.Server{Store: h.store, Tokens: h, Claims: h, Events: h.events, Metrics: h.metrics, AdminToken: h.adminToken,
 		MaxBody: cfg.HTTP.MaxBody, Logger: log, History: cfg.Presence.History, Version: version}
 	dash := web.New(web.Options{API: withOTA(a.Handler(), h.ota), AdminToken: h.adminToken, SessionTTL: cfg.HTTP.SessionTTL, Logger: log})
 	h.httpSrv = &http.Server{Handler: dash.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}

@@ -108,6 +108,11 @@ func worker(cfg gateway.Config, log *slog.Logger, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if gateway.NeedsClaim(cfg) {
+		if err := gateway.Claim(ctx, cfg, log, buildinfo.Version); err != nil {
+			return err
+		}
+	}
 	g, err := gateway.New(ctx, cfg, log, buildinfo.Version)
 	if err != nil {
 		return err
@@ -160,6 +165,7 @@ func loadConfig(name string, args []string, stderr io.Writer) (gateway.Config, r
 	hub := fs.String("hub", "", "hub MQTT TLS address host:port")
 	ca := fs.String("ca", "", "the hub's CA certificate")
 	tokenFile := fs.String("token-file", "", "file holding the device token")
+	claimToken := fs.String("claim-token", "", "file holding a one-time claim token, used while the token file is missing or empty")
 	dataDir := fs.String("data-dir", "", "data directory (outbox)")
 	deviceID := fs.String("device-id", "", "device id (= MQTT client id, the token's subject)")
 	logLevel := fs.String("log-level", "", "debug|info|warn|error")
@@ -183,10 +189,15 @@ func loadConfig(name string, args []string, stderr io.Writer) (gateway.Config, r
 	}{
 		"hub": {&cfg.Hub.Address, *hub}, "ca": {&cfg.Hub.CA, *ca}, "token-file": {&cfg.Hub.TokenFile, *tokenFile},
 		"data-dir": {&cfg.DataDir, *dataDir}, "device-id": {&cfg.DeviceID, *deviceID}, "log-level": {&cfg.Log.Level, *logLevel},
-		"release-pubkey": {&cfg.ReleasePubKey, *releasePub},
+		"release-pubkey": {&cfg.ReleasePubKey, *releasePub}, "claim-token": {&cfg.Hub.ClaimTokenFile, *claimToken},
 	} {
 		if set[name] {
 			*p.dst = p.v
+		}
+	}
+	if cfg.DeviceID == "" {
+		if id, err := gateway.DeriveDeviceID("/"); err == nil {
+			cfg.DeviceID = id
 		}
 	}
 	return cfg, opts, cfg.Validate()

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/outpost-iot/outpost/internal/buildinfo"
@@ -49,5 +50,29 @@ func TestCrashAtStartFault(t *testing.T) {
 	var code exitCode
 	if !errors.As(err, &code) || code != 2 {
 		t.Fatalf("run = %v, want exit status 2", err)
+	}
+}
+
+// check accepts a configuration whose gateway has only a claim token (no
+// device token file yet), given in the file or with --claim-token.
+func TestCheckWithOnlyAClaimToken(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "gw.yaml")
+	y := `device_id: pi-new
+data_dir: ` + filepath.Join(dir, "data") + `
+hub: {address: "127.0.0.1:1", ca: ca.crt, token_file: ` + filepath.Join(dir, "data", "gw.token") + `, claim_token_file: claim.token}
+sensors:
+  - {name: t, type: sim, quantity: temperature}
+`
+	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := run([]string{"check", "--config", p}, &out, io.Discard); err != nil || out.String() != "configuration ok\n" {
+		t.Fatalf("check: %q %v", out.String(), err)
+	}
+	cfg, _, err := loadConfig("check", []string{"--config", writeConfig(t), "--claim-token", "/etc/outpost/claim.token"}, io.Discard)
+	if err != nil || cfg.Hub.ClaimTokenFile != "/etc/outpost/claim.token" {
+		t.Fatalf("--claim-token: %q %v", cfg.Hub.ClaimTokenFile, err)
 	}
 }

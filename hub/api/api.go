@@ -36,6 +36,7 @@ type Tokens interface {
 type Server struct {
 	Store      *store.Store
 	Tokens     Tokens
+	Claims     Claims // nil: claim routes answer 409
 	Events     *Broadcaster
 	Metrics    *metrics.Registry
 	AdminToken string
@@ -86,6 +87,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("DELETE /api/v1/keys/{kid}", auth(s.retire))
 	mux.Handle("GET /api/v1/events", auth(s.events))
 	s.MountAlerts(mux, auth)
+	s.MountClaims(mux, auth)
 	mux.Handle("GET /metrics", auth(func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		s.Metrics.Write(w)
@@ -143,11 +145,15 @@ func qTime(r *http.Request, key string, def time.Time) (time.Time, error) {
 }
 
 func (s *Server) devices(w http.ResponseWriter, r *http.Request) error {
+	st := r.URL.Query().Get("state")
+	if st == "pending" {
+		return s.pendingDevices(w, r) // claimed, waiting for an operator: not devices yet
+	}
 	ds, err := s.Store.Devices(r.Context())
 	if err != nil {
 		return err
 	}
-	if st := r.URL.Query().Get("state"); st != "" {
+	if st != "" {
 		out := ds[:0]
 		for _, d := range ds {
 			if d.State == st {

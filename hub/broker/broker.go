@@ -49,6 +49,17 @@ type TokenRefresher interface {
 	Refresh(ctx context.Context, c *token.Claims, req protocol.TokenRequest) (raw string, fresh *token.Claims, err error)
 }
 
+// Claimer admits claim sessions and answers their announcements
+// (docs/protocol.md, "Claiming"); the hub implements it.
+type Claimer interface {
+	// AdmitClaim checks a claim token at CONNECT. The claims it returns
+	// carry the claim's id and expiry and grant only the client's claim
+	// topics; errors are token errors (0x86 or 0x87).
+	AdmitClaim(ctx context.Context, raw, clientID string) (*token.Claims, error)
+	// Announce answers a claim session's announcement.
+	Announce(ctx context.Context, claimID, remote string, req protocol.ClaimRequest) protocol.ClaimResponse
+}
+
 // Options configure a Broker.
 type Options struct {
 	TLS              *tls.Config
@@ -61,6 +72,7 @@ type Options struct {
 	Log        LogStore
 	Heartbeats HeartbeatStore
 	Refresher  TokenRefresher
+	Claims     Claimer // nil: claim tokens are refused like any unknown token
 	// Handlers receive device messages on other suffixes of the device's own
 	// topics (e.g. "ota/status"), inline on the publisher's packet path: keep
 	// them short. An error (wrap protocol.ErrInvalid for bad payloads) is
@@ -83,6 +95,7 @@ type session struct {
 	epoch  uint64
 	reason string // presence reason forced by the hub (revoked, expired)
 	will   bool   // its will was sent
+	claim  bool   // a claim session: its claim topics only, never presence
 }
 
 // Broker is the running MQTT broker.
@@ -194,7 +207,7 @@ func New(opts Options) (*Broker, error) {
 		return out
 	})
 
-	for _, h := range []mqtt.Hook{&authHook{b: b}, &presenceHook{b: b}, &logHook{b: b}, &tokenHook{b: b}, &metricsHook{b: b}} {
+	for _, h := range []mqtt.Hook{&authHook{b: b}, &presenceHook{b: b}, &logHook{b: b}, &tokenHook{b: b}, &claimHook{b: b}, &metricsHook{b: b}} {
 		if err := srv.AddHook(h, nil); err != nil {
 			return nil, fmt.Errorf("broker: add hook %s: %w", h.ID(), err)
 		}
@@ -372,7 +385,12 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if string(pk.Connect.Username) != "" && string(pk.Connect.Username) != cl.ID {
 		return refuse(packets.ErrBadUsernameOrPassword, "username_mismatch", fmt.Errorf("username %q is not the client id", pk.Connect.Username))
 	}
-	c, err := b.opts.Verifier.Verify(string(pk.Connect.Password), cl.ID)
+	verify, claim := b.opts.Verifier.Verify, false
+	if b.opts.Claims != nil && token.IsClaimToken(string(pk.Connect.Password)) {
+		verify = func(raw, id string) (*token.Claims, error) { return b.opts.Claims.AdmitClaim(b.ctx, raw, id) }
+		claim = true
+	}
+	c, err := verify(string(pk.Connect.Password), cl.ID)
 	if err != nil {
 		code := packets.ErrBadUsernameOrPassword
 		if errors.Is(err, token.ErrNotAuthorized) {
@@ -385,7 +403,7 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return refuse(packets.ErrNotAuthorized, "will_acl", fmt.Errorf("will topic %q not allowed", cl.Properties.Will.TopicName))
 	}
 	b.mu.Lock()
-	s := &session{device: cl.ID}
+	s := &session{device: cl.ID, claim: claim}
 	s.claims.Store(c)
 	b.sessions[cl] = s
 	b.mu.Unlock()
@@ -451,7 +469,7 @@ func (h *presenceHook) Provides(x byte) bool {
 
 func (h *presenceHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	s := h.b.session(cl)
-	if s == nil {
+	if s == nil || s.claim {
 		return
 	}
 	h.b.m.connects.Inc()
@@ -479,8 +497,8 @@ func (h *presenceHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	s := b.sessions[cl]
 	delete(b.sessions, cl)
 	b.mu.Unlock()
-	if s == nil {
-		return // never authenticated
+	if s == nil || s.claim {
+		return // never authenticated, or a claim session (not a device being online)
 	}
 	reason := disconnectReason(cl, s, err)
 	b.opts.Presence.Disconnected(cl.ID, cl, reason)
@@ -645,22 +663,62 @@ func (h *tokenHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packe
 	if respTopic == "" || !s.claims.Load().CanSubscribe(respTopic) {
 		respTopic = protocol.DeviceTopic(id, protocol.SufInToken)
 	}
+	b.respond(id, respTopic, mustJSON(resp), pk.Properties.CorrelationData)
+	return pk, nil
+}
+
+// respond publishes a v5 response (QoS 1, never retained) once the calling
+// hook has returned: a hook runs inline on the publisher's packet path, and
+// the requester subscribes before asking.
+func (b *Broker) respond(client, topic string, payload, corr []byte) {
 	out := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
 		PacketID:    1, // inline publishes need one; mochi assigns the real id per subscriber
-		TopicName:   respTopic,
-		Payload:     mustJSON(resp),
-		Properties:  packets.Properties{CorrelationData: pk.Properties.CorrelationData},
+		TopicName:   topic,
+		Payload:     payload,
+		Properties:  packets.Properties{CorrelationData: corr},
 	}
-	// The response is sent after this hook returns: a hook runs inline on the
-	// publisher's packet path, and the requester subscribes before asking.
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
 		if err := b.srv.InjectPacket(b.srv.NewClient(nil, "local", "outpost-hub", true), out); err != nil {
-			b.log.Warn("mqtt: token response", "client", id, "err", err)
+			b.log.Warn("mqtt: response", "client", client, "topic", topic, "err", err)
 		}
 	}()
+}
+
+// claimHook answers a claim session's announcement on its own request topic
+// (the ACL lets it publish nowhere else) on its own response topic.
+type claimHook struct {
+	mqtt.HookBase
+	b *Broker
+}
+
+func (h *claimHook) ID() string           { return "outpost-claim" }
+func (h *claimHook) Provides(x byte) bool { return x == mqtt.OnPublish }
+
+func (h *claimHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	id, suffix, ok := protocol.ParseClaimTopic(pk.TopicName)
+	if !ok || suffix != protocol.SufClaimReq || id != cl.ID {
+		return pk, nil
+	}
+	b := h.b
+	s := b.session(cl)
+	if s == nil || !s.claim || b.opts.Claims == nil {
+		return pk, packets.ErrRejectPacket
+	}
+	req, err := protocol.DecodeClaimRequest(pk.Payload)
+	if err == nil && req.Device != cl.ID {
+		err = fmt.Errorf("%w: claim request: device %q is not the client id %q", protocol.ErrInvalid, req.Device, cl.ID)
+	}
+	if err != nil {
+		return pk, b.reject(cl, pk, "claim", err)
+	}
+	resp := b.opts.Claims.Announce(b.ctx, s.claims.Load().ID, cl.Net.Remote, req)
+	b.respond(id, protocol.ClaimTopic(id, protocol.SufClaimResp), mustJSON(resp), pk.Properties.CorrelationData)
 	return pk, nil
 }
 

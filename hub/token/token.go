@@ -135,7 +135,6 @@ func Issue(s Signer, r Request, now time.Time) (string, *Claims, error) {
 	if _, err := rand.Read(jti[:]); err != nil {
 		return "", nil, fmt.Errorf("token: jti: %w", err)
 	}
-	kid, key := s.Active()
 	now = now.Truncate(time.Second)
 	c := &Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
@@ -149,13 +148,23 @@ func Issue(s Signer, r Request, now time.Time) (string, *Claims, error) {
 		},
 		ACL: ACL{Pub: nonNil(r.Pub), Sub: nonNil(r.Sub)},
 	}
+	raw, err := signClaims(s, c)
+	if err != nil {
+		return "", nil, err
+	}
+	return raw, c, nil
+}
+
+// signClaims signs c with the active key, naming it in the kid header.
+func signClaims(s Signer, c jwt.Claims) (string, error) {
+	kid, key := s.Active()
 	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
 	t.Header["kid"] = kid
-	s2, err := t.SignedString(key)
+	raw, err := t.SignedString(key)
 	if err != nil {
-		return "", nil, fmt.Errorf("token: sign: %w", err)
+		return "", fmt.Errorf("token: sign: %w", err)
 	}
-	return s2, c, nil
+	return raw, nil
 }
 
 func nonNil(s []string) []string {
@@ -175,23 +184,41 @@ type Verifier struct {
 // Verify parses and checks raw for clientID. It never trusts the token's
 // header beyond selecting the key: only EdDSA is accepted.
 func (v *Verifier) Verify(raw, clientID string) (*Claims, error) {
+	c := &Claims{}
+	if err := v.parse(raw, Audience, c); err != nil {
+		return nil, err
+	}
+	if c.ID == "" {
+		return nil, bad("malformed", errors.New("no jti"))
+	}
+	if c.Subject != clientID {
+		return nil, denied("client_id_mismatch", fmt.Errorf("token is for %q, client id is %q", c.Subject, clientID))
+	}
+	if v.Revoked != nil && v.Revoked(c.ID) {
+		return nil, denied("revoked", fmt.Errorf("jti %s", c.ID))
+	}
+	return c, nil
+}
+
+// parse verifies raw's signature (EdDSA only, key by kid), issuer, audience
+// and times into c.
+func (v *Verifier) parse(raw, audience string, c jwt.Claims) error {
 	if raw == "" {
-		return nil, bad("missing", nil)
+		return bad("missing", nil)
 	}
 	if len(raw) > 8<<10 {
-		return nil, bad("malformed", fmt.Errorf("token is %d bytes, at most 8192", len(raw)))
+		return bad("malformed", fmt.Errorf("token is %d bytes, at most 8192", len(raw)))
 	}
 	now := time.Now
 	if v.Now != nil {
 		now = v.Now
 	}
-	c := &Claims{}
 	p := jwt.NewParser(
 		jwt.WithValidMethods([]string{"EdDSA"}),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithIssuer(Issuer),
-		jwt.WithAudience(Audience),
+		jwt.WithAudience(audience),
 		jwt.WithLeeway(Leeway),
 		jwt.WithTimeFunc(now),
 	)
@@ -207,18 +234,9 @@ func (v *Verifier) Verify(raw, clientID string) (*Claims, error) {
 		return pub, nil
 	})
 	if err != nil {
-		return nil, classify(raw, err)
+		return classify(raw, err)
 	}
-	if c.ID == "" {
-		return nil, bad("malformed", errors.New("no jti"))
-	}
-	if c.Subject != clientID {
-		return nil, denied("client_id_mismatch", fmt.Errorf("token is for %q, client id is %q", c.Subject, clientID))
-	}
-	if v.Revoked != nil && v.Revoked(c.ID) {
-		return nil, denied("revoked", fmt.Errorf("jti %s", c.ID))
-	}
-	return c, nil
+	return nil
 }
 
 func classify(raw string, err error) error {

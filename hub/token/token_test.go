@@ -156,3 +156,53 @@ func TestRequestValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestClaimTokens(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	ring := testRing(t)
+	revoked := ""
+	v := &Verifier{Keys: ring, Revoked: func(jti string) bool { return jti == revoked }, Now: func() time.Time { return now }}
+	claim, cc, err := IssueClaim(ring, time.Hour, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	channel, _, err := Issue(ring, Request{Device: "gw-1", Pub: []string{"x"}, TTL: time.Hour}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !IsClaimToken(claim) || IsClaimToken(channel) || IsClaimToken("garbage") {
+		t.Fatal("IsClaimToken picks the wrong path")
+	}
+	got, err := v.VerifyClaim(claim)
+	if err != nil || got.ID != cc.ID || got.Subject != "claim:"+cc.ID {
+		t.Fatalf("VerifyClaim: %+v %v", got, err)
+	}
+	// A claim token is never a channel token, for any client id, and vice versa.
+	for _, client := range []string{"gw-1", cc.Subject, cc.ID} {
+		if _, err := v.Verify(claim, client); !errors.Is(err, ErrNotAuthorized) || Reason(err) != "wrong_audience" {
+			t.Errorf("claim token as channel token for %q: %v", client, err)
+		}
+	}
+	if _, err := v.VerifyClaim(channel); Reason(err) != "wrong_audience" {
+		t.Errorf("channel token as claim token: %v", err)
+	}
+	// A token with the claim audience but not shaped like a claim token.
+	kid, key := ring.Active()
+	odd := *cc
+	odd.Subject = "gw-1"
+	if _, err := v.VerifyClaim(sign(t, jwt.SigningMethodEdDSA, key, kid, &odd)); Reason(err) != "not_a_claim_token" {
+		t.Errorf("claim audience with a device subject: %v", err)
+	}
+	v.Now = func() time.Time { return now.Add(2 * time.Hour) }
+	if _, err := v.VerifyClaim(claim); !errors.Is(err, ErrNotAuthorized) || Reason(err) != "expired" {
+		t.Errorf("expired claim: %v", err)
+	}
+	v.Now = func() time.Time { return now }
+	revoked = cc.ID
+	if _, err := v.VerifyClaim(claim); !errors.Is(err, ErrNotAuthorized) || Reason(err) != "revoked" {
+		t.Errorf("revoked claim: %v", err)
+	}
+	if _, _, err := IssueClaim(ring, MaxClaimTTL+time.Second, now); err == nil {
+		t.Error("claim ttl beyond the maximum accepted")
+	}
+}

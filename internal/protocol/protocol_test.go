@@ -160,6 +160,9 @@ func FuzzDecodeOthers(f *testing.F) {
 	f.Add([]byte(`{"v":1,"token":"x","exp":5}`))
 	f.Add([]byte(`{"v":1,"rollout":"r1","release":"1.2.0","manifest":{"v":1},"url":"https://hub:8443/a","t":1}`))
 	f.Add([]byte(`{"v":1,"rollout":"r1","release":"1.2.0","state":"downloading","bytes":5,"total":10,"t":1}`))
+	f.Add([]byte(`{"v":1,"device":"pi-00000000abcd1234","fw":"1.2.0","board":"Raspberry Pi 4 Model B","arch":"linux/arm64"}`))
+	f.Add([]byte(`{"v":1,"status":"accepted","device":"gw-1","token":"a.b.c","exp":1795432093}`))
+	f.Add([]byte(`{"v":1,"status":"pending","device":"gw-1","retry_s":15,"reason":"waiting for an operator"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, dec := range []func([]byte) error{
 			func(b []byte) error { _, err := DecodeStatus(b); return err },
@@ -168,6 +171,8 @@ func FuzzDecodeOthers(f *testing.F) {
 			func(b []byte) error { _, err := DecodeTokenResponse(b); return err },
 			func(b []byte) error { _, err := DecodeOTANotice(b); return err },
 			func(b []byte) error { _, err := DecodeOTAStatus(b); return err },
+			func(b []byte) error { _, err := DecodeClaimRequest(b); return err },
+			func(b []byte) error { _, err := DecodeClaimResponse(b); return err },
 		} {
 			if err := dec(b); err != nil && !errors.Is(err, ErrInvalid) {
 				t.Fatalf("error not ErrInvalid: %v", err)
@@ -216,4 +221,41 @@ func refMatch(filter, topic string) bool {
 		}
 	}
 	return len(fs) == len(ts)
+}
+
+// FuzzClaim checks that claim payloads that decode survive a round trip and
+// that a claim topic parses back to its parts.
+func FuzzClaim(f *testing.F) {
+	f.Add([]byte(`{"v":1,"device":"gw-1","fw":"1.0.0","arch":"linux/arm/v6"}`), "gw-1")
+	f.Add([]byte(`{"v":1,"status":"rejected","device":"gw-1","reason":"claim revoked"}`), "a.b")
+	f.Add([]byte(`{"v":1,"device":"-x"}`), "")
+	f.Fuzz(func(t *testing.T, b []byte, id string) {
+		if r, err := DecodeClaimRequest(b); err == nil {
+			b2, _ := json.Marshal(r)
+			if r2, err := DecodeClaimRequest(b2); err != nil || r2 != r {
+				t.Fatalf("claim request round trip: %v %+v %+v", err, r, r2)
+			}
+		} else if !errors.Is(err, ErrInvalid) {
+			t.Fatalf("error not ErrInvalid: %v", err)
+		}
+		if r, err := DecodeClaimResponse(b); err == nil {
+			b2, _ := json.Marshal(r)
+			if r2, err := DecodeClaimResponse(b2); err != nil || r2 != r {
+				t.Fatalf("claim response round trip: %v %+v %+v", err, r, r2)
+			}
+		} else if !errors.Is(err, ErrInvalid) {
+			t.Fatalf("error not ErrInvalid: %v", err)
+		}
+		if ValidateDeviceID(id) == nil {
+			for _, suf := range []string{SufClaimReq, SufClaimResp} {
+				if gid, gsuf, ok := ParseClaimTopic(ClaimTopic(id, suf)); !ok || gid != id || gsuf != suf {
+					t.Fatalf("ParseClaimTopic(ClaimTopic(%q, %q)) = %q %q %v", id, suf, gid, gsuf, ok)
+				}
+			}
+			pub, sub := ClaimGrants(id)
+			if !MatchAny(pub, ClaimTopic(id, SufClaimReq)) || MatchAny(pub, ClaimTopic(id, SufClaimResp)) || !CoversAny(sub, ClaimTopic(id, SufClaimResp)) {
+				t.Fatalf("claim grants of %q wrong: %v %v", id, pub, sub)
+			}
+		}
+	})
 }

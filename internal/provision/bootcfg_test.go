@@ -119,7 +119,7 @@ func TestDetectImageAndChooseArch(t *testing.T) {
 }
 
 func TestConfigRendering(t *testing.T) {
-	o := &Options{Config: []byte("hub: {address: old:1}\nsensors: []\n"), CA: nil, User: "gw", Hostname: "Barn-2"}
+	o := &Options{Config: []byte("hub: {address: old:1}\nsensors: []\n"), CA: nil, User: "gw", Hostname: "Barn-2", ClaimToken: []byte("c")}
 	s := settings{CAPath: CAPath, ClaimTokenPath: ClaimTokenPath, User: "gw", Hostname: "barn-2", Writer: "t"}
 	b, err := renderConfig(o, &s)
 	if err != nil {
@@ -127,7 +127,7 @@ func TestConfigRendering(t *testing.T) {
 	}
 	out := string(b)
 	for _, want := range []string{"address: 'old:1'", "ca: /etc/outpost/ca.crt", "token_file: /var/lib/outpost-gateway/gateway.token",
-		"source: ntp", "device_id: barn-2", "#   claim_token_file: /etc/outpost/claim.token", "owner gw"} {
+		"source: ntp", "device_id: barn-2", "claim_token_file: /etc/outpost/claim.token", "owner gw"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("lacks %q:\n%s", want, out)
 		}

@@ -247,8 +247,9 @@ func (w *WiFi) check() (*wifiSettings, error) {
 // ---- the gateway configuration ----
 
 // renderConfig rewrites the operator's gateway.yaml for the Pi: hub.address
-// (when given), hub.ca, hub.token_file and clock.source ntp (a Pi has no
-// RTC), device_id from the hostname when the file has none. Comments and
+// (when given), hub.ca, hub.token_file, hub.claim_token_file (with a claim
+// token) and clock.source ntp (a Pi has no RTC), device_id from the
+// hostname when the file has none. Comments and
 // everything else are kept. It returns the new YAML and the data directory.
 func renderConfig(o *Options, s *settings) ([]byte, error) {
 	var doc yaml.Node
@@ -280,6 +281,9 @@ func renderConfig(o *Options, s *settings) ([]byte, error) {
 	}
 	set(root, s.CAPath, "hub", "ca")
 	set(root, s.TokenPath, "hub", "token_file")
+	if len(o.ClaimToken) > 0 {
+		set(root, s.ClaimTokenPath, "hub", "claim_token_file")
+	}
 	set(root, "ntp", "clock", "source")
 	if v := lookup(root, "device_id"); (v == nil || v.Value == "") && s.Hostname != "" {
 		set(root, s.Hostname, "device_id")
@@ -294,11 +298,11 @@ func renderConfig(o *Options, s *settings) ([]byte, error) {
 		return nil, fmt.Errorf("gateway config: %w", err)
 	}
 	var out bytes.Buffer
-	fmt.Fprintf(&out, "# Installed by %s for this Raspberry Pi: hub.ca, hub.token_file and\n", s.Writer)
-	fmt.Fprintf(&out, "# clock.source were set here; the rest is the operator's file.\n")
-	fmt.Fprintf(&out, "# The one-time claim token is %s (0600, owner %s); once the\n", s.ClaimTokenPath, s.User)
-	fmt.Fprintf(&out, "# gateway supports claiming, this key points at it:\n")
-	fmt.Fprintf(&out, "#   claim_token_file: %s\n", s.ClaimTokenPath)
+	fmt.Fprintf(&out, "# Installed by %s for this Raspberry Pi: hub.ca, hub.token_file,\n", s.Writer)
+	fmt.Fprintf(&out, "# hub.claim_token_file (with a claim token) and clock.source were set\n")
+	fmt.Fprintf(&out, "# here; the rest is the operator's file. While hub.token_file is missing,\n")
+	fmt.Fprintf(&out, "# the gateway registers with the one-time claim token %s\n", s.ClaimTokenPath)
+	fmt.Fprintf(&out, "# (0600, owner %s) and writes the device token it receives there.\n", s.User)
 	out.Write(body.Bytes())
 	return out.Bytes(), nil
 }

@@ -112,9 +112,10 @@ func TestPrepare64BitImage(t *testing.T) {
 	var cfg struct {
 		DeviceID string `yaml:"device_id"`
 		Hub      struct {
-			Address   string
-			CA        string
-			TokenFile string `yaml:"token_file"`
+			Address        string
+			CA             string
+			TokenFile      string `yaml:"token_file"`
+			ClaimTokenFile string `yaml:"claim_token_file"`
 		}
 		Clock struct{ Source string }
 	}
@@ -122,7 +123,7 @@ func TestPrepare64BitImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Hub.Address != "hub.example.org:8883" || cfg.Hub.CA != CAPath || cfg.DeviceID != "tank-1" ||
-		cfg.Hub.TokenFile != "/var/lib/outpost-gateway/gateway.token" || cfg.Clock.Source != "ntp" {
+		cfg.Hub.TokenFile != "/var/lib/outpost-gateway/gateway.token" || cfg.Hub.ClaimTokenFile != ClaimTokenPath || cfg.Clock.Source != "ntp" {
 		t.Errorf("config not rewritten (%+v):\n%s", cfg, cfgText)
 	}
 	for _, s := range []string{"# my gateway", "# replaced by --hub", "claim_token_file: /etc/outpost/claim.token", "device_id: tank-1", "rom: 28-0316a2797aff"} {
