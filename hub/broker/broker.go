@@ -123,8 +123,6 @@ type brokerMetrics struct {
 	msgOut      *metrics.Counter
 	dropped     *metrics.Counter
 	invalid     *metrics.CounterVec
-	records     *metrics.Counter
-	duplicates  *metrics.Counter
 	storeErrors *metrics.Counter
 	storeLat    *metrics.Histogram
 }
@@ -188,8 +186,6 @@ func New(opts Options) (*Broker, error) {
 			msgOut:      r.Counter("outpost_mqtt_messages_out_total", "PUBLISH packets sent to clients."),
 			dropped:     r.Counter("outpost_mqtt_messages_dropped_total", "Messages dropped for a client (queue full or ACL on delivery)."),
 			invalid:     r.CounterVec("outpost_mqtt_invalid_payloads_total", "Rejected payloads by topic kind.", "kind"),
-			records:     r.Counter("outpost_store_records_total", "Log records newly stored."),
-			duplicates:  r.Counter("outpost_store_duplicates_total", "Log records received again (already stored)."),
 			storeErrors: r.Counter("outpost_store_errors_total", "Log batches the store failed to commit."),
 			storeLat:    r.Histogram("outpost_store_commit_wait_seconds", "Time a log batch waited for its group commit.", metrics.ExpBuckets(0.0005, 2, 14)),
 		},
@@ -608,11 +604,10 @@ func (h *logHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 			b.m.storeErrors.Inc()
 			return pk, packets.ErrRejectPacket
 		}
-		b.m.records.Add(uint64(len(bt.Records))) // queued; duplicates are not known yet
 		return pk, nil
 	}
 	start := time.Now()
-	n, err := b.opts.Log.AppendLog(b.ctx, id, bt.Records)
+	_, err = b.opts.Log.AppendLog(b.ctx, id, bt.Records)
 	b.m.storeLat.Observe(time.Since(start).Seconds())
 	if err != nil {
 		b.m.storeErrors.Inc()
@@ -620,8 +615,6 @@ func (h *logHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		// No PUBACK: the device keeps the records in its outbox and retries.
 		return pk, packets.ErrRejectPacket
 	}
-	b.m.records.Add(uint64(n))
-	b.m.duplicates.Add(uint64(len(bt.Records) - n))
 	return pk, nil
 }
 

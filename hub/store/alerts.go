@@ -58,6 +58,9 @@ func scanAlert(sc interface{ Scan(...any) error }) (Alert, error) {
 // Alerts lists alerts matching q, newest raised first, and how many match
 // in all (before the limit).
 func (s *Store) Alerts(ctx context.Context, q AlertQuery) ([]Alert, int, error) {
+	if err := s.settle(ctx); err != nil {
+		return nil, 0, err
+	}
 	if q.Limit <= 0 {
 		q.Limit = 500
 	}
@@ -112,6 +115,9 @@ func (s *Store) Alerts(ctx context.Context, q AlertQuery) ([]Alert, int, error) 
 // not exist is ErrNotFound.
 func (s *Store) AckAlert(ctx context.Context, k AlertKey, by string, nowMS int64) (Alert, error) {
 	var a Alert
+	if err := s.settle(ctx); err != nil {
+		return a, err
+	}
 	err := s.exec(ctx, true, func(w *wtx) error {
 		if _, err := w.tx.Exec(`UPDATE alerts SET acked_ms = ?, acked_by = ?
 			WHERE acked_ms IS NULL AND rule = ? AND sensor = ? AND raised_ms = ?

@@ -135,6 +135,9 @@ func scanDevice(sc interface{ Scan(...any) error }) (Device, error) {
 
 // Devices lists every device, by name.
 func (s *Store) Devices(ctx context.Context) ([]Device, error) {
+	if err := s.settle(ctx); err != nil {
+		return nil, err
+	}
 	rows, err := s.db.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices d ORDER BY d.name`)
 	if err != nil {
 		return nil, fmt.Errorf("store: devices: %w", err)
@@ -153,6 +156,9 @@ func (s *Store) Devices(ctx context.Context) ([]Device, error) {
 
 // Device returns one device.
 func (s *Store) Device(ctx context.Context, name string) (Device, error) {
+	if err := s.settle(ctx); err != nil {
+		return Device{}, err
+	}
 	d, err := scanDevice(s.db.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices d WHERE d.name = ?`, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return d, fmt.Errorf("device %q: %w", name, ErrNotFound)
@@ -186,6 +192,9 @@ func (s *Store) Presence(ctx context.Context, name string, limit int) ([]Transit
 
 // Log returns up to limit records of a device with seq > sinceSeq, in seq order.
 func (s *Store) Log(ctx context.Context, name string, sinceSeq uint64, limit int) ([]json.RawMessage, error) {
+	if err := s.settle(ctx); err != nil {
+		return nil, err
+	}
 	rows, err := s.db.QueryContext(ctx, `SELECT l.body FROM log l JOIN devices d ON d.id = l.device_id
 		WHERE d.name = ? AND l.seq > ? ORDER BY l.seq LIMIT ?`, name, int64(sinceSeq), limit)
 	if err != nil {
@@ -205,6 +214,9 @@ func (s *Store) Log(ctx context.Context, name string, sinceSeq uint64, limit int
 
 // Seqs returns every stored seq of a device in order (tests and audits).
 func (s *Store) Seqs(ctx context.Context, name string) ([]uint64, error) {
+	if err := s.settle(ctx); err != nil {
+		return nil, err
+	}
 	rows, err := s.db.QueryContext(ctx, `SELECT l.seq FROM log l JOIN devices d ON d.id = l.device_id WHERE d.name = ? ORDER BY l.seq`, name)
 	if err != nil {
 		return nil, fmt.Errorf("store: seqs: %w", err)
@@ -233,6 +245,9 @@ type Point struct {
 // Readings returns a sensor's readings in [fromMS, toMS], averaged into at
 // most maxPoints buckets (with min and max), so a week of 1 Hz data stays small.
 func (s *Store) Readings(ctx context.Context, name, sensor string, fromMS, toMS int64, maxPoints int) ([]Point, error) {
+	if err := s.settle(ctx); err != nil {
+		return nil, err
+	}
 	if maxPoints <= 0 {
 		maxPoints = 1000
 	}
@@ -262,6 +277,9 @@ func (s *Store) Readings(ctx context.Context, name, sensor string, fromMS, toMS 
 
 // Sensors lists the sensors a device has reported readings for.
 func (s *Store) Sensors(ctx context.Context, name string) ([]string, error) {
+	if err := s.settle(ctx); err != nil {
+		return nil, err
+	}
 	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT l.sensor FROM log l JOIN devices d ON d.id = l.device_id
 		WHERE d.name = ? AND l.kind = 'reading' ORDER BY 1`, name)
 	if err != nil {
@@ -281,6 +299,14 @@ func (s *Store) Sensors(ctx context.Context, name string) ([]string, error) {
 
 // Retain applies the retention limits now.
 func (s *Store) Retain(ctx context.Context) error {
+	if err := s.settle(ctx); err != nil {
+		return err
+	}
+	return s.retain(ctx)
+}
+
+// retain applies the retention limits to log (the writer moved the intake).
+func (s *Store) retain(ctx context.Context) error {
 	if s.opts.RetainAge > 0 {
 		cut := s.opts.Now().Add(-s.opts.RetainAge).UnixMilli()
 		if _, err := s.db.ExecContext(ctx, `DELETE FROM log WHERE recv_ms < ?`, cut); err != nil {

@@ -50,8 +50,8 @@ type op struct {
 
 // wtx is one group-commit transaction and its prepared statements.
 type wtx struct {
-	tx     *sql.Tx
-	insLog *sql.Stmt
+	tx        *sql.Tx
+	insIntake *sql.Stmt
 }
 
 // Store is safe for concurrent use.
@@ -66,11 +66,18 @@ type Store struct {
 	wg     sync.WaitGroup
 	stop   chan struct{}
 
-	ids    sync.Map // device name → int64 id
-	insLog *sql.Stmt
+	ids       sync.Map // device name → int64 id
+	insIntake *sql.Stmt
+
+	// intake counts records put in log_intake since the last move (a hint
+	// for the writer; readers look at the table).
+	intake atomic.Int64
 
 	Commits atomic.Int64
-	Rows    atomic.Int64
+	Rows    atomic.Int64 // records newly stored in log
+	// Duplicates counts records received again (already stored), known
+	// when they are moved out of the intake.
+	Duplicates atomic.Int64
 }
 
 // Open opens (creating and migrating) the store at path.
@@ -104,11 +111,17 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	s := &Store{db: db, opts: opts, log: opts.Logger, ops: make(chan op, 4096), stop: make(chan struct{})}
-	if s.insLog, err = db.PrepareContext(ctx, `INSERT INTO log(device_id, seq, kind, t_ms, sensor, value, body, recv_ms)
-		VALUES(?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING`); err != nil {
+	if s.insIntake, err = db.PrepareContext(ctx, `INSERT INTO log_intake(device_id, seq, kind, t_ms, sensor, value, body, recv_ms)
+		VALUES(?,?,?,?,?,?,?,?)`); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: prepare: %w", err)
 	}
+	var n int64
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM log_intake`).Scan(&n); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: intake: %w", err)
+	}
+	s.intake.Store(n)
 	s.wg.Add(1)
 	go s.writer()
 	return s, nil
@@ -179,10 +192,13 @@ func (s *Store) writer() {
 	wait := time.NewTimer(time.Hour)
 	wait.Stop()
 	group := 1 // size of the last group: how many clients commit together
+	moveTick := time.NewTicker(moveEvery)
+	defer moveTick.Stop()
 	for {
 		select {
 		case o, ok := <-s.ops:
 			if !ok {
+				s.move()
 				return
 			}
 			batch = append(batch[:0], o)
@@ -193,11 +209,19 @@ func (s *Store) writer() {
 				group = len(batch)
 			}
 			s.commit(batch)
+			if !open || s.intake.Load() >= moveAt {
+				s.move()
+			}
 			if !open {
 				return
 			}
+		case <-moveTick.C:
+			if s.intake.Load() > 0 {
+				s.move()
+			}
 		case <-retain.C:
-			if err := s.Retain(context.Background()); err != nil {
+			s.move()
+			if err := s.retain(context.Background()); err != nil {
 				s.log.Error("store: retention", "err", err)
 			}
 		case <-s.stop:
@@ -282,7 +306,7 @@ func (s *Store) runTx(ops []op, errs []error) (err error) {
 			_ = tx.Rollback()
 		}
 	}()
-	w := &wtx{tx: tx, insLog: tx.Stmt(s.insLog)}
+	w := &wtx{tx: tx, insIntake: tx.Stmt(s.insIntake)}
 	for i, o := range ops {
 		if errs[i] = o.fn(w); errs[i] != nil {
 			return errs[i]
@@ -322,8 +346,10 @@ func (s *Store) deviceID(w *wtx, name string) (int64, error) {
 	return id, nil
 }
 
-// AppendLog stores a device's records idempotently on (device, seq) and
-// returns once they are committed. It reports how many were new.
+// AppendLog stores a device's records and returns once they are committed
+// (to the intake: see moveIntake); the log holds each (device, seq) at most
+// once. It returns len(recs): duplicates are counted when they are moved
+// (Duplicates).
 func (s *Store) AppendLog(ctx context.Context, device string, recs []protocol.Record) (int, error) {
 	return s.appendLog(ctx, device, recs, true)
 }
@@ -335,6 +361,13 @@ func (s *Store) AppendLogAsync(ctx context.Context, device string, recs []protoc
 	_, err := s.appendLog(ctx, device, recs, false)
 	return err
 }
+
+// The writer moves the intake into log every moveEvery, or as soon as it
+// holds moveAt records, and readers move it first (settle).
+const (
+	moveEvery = 250 * time.Millisecond
+	moveAt    = 8192
+)
 
 func (s *Store) appendLog(ctx context.Context, device string, recs []protocol.Record, wait bool) (int, error) {
 	recv := s.opts.Now().UnixMilli()
@@ -357,43 +390,130 @@ func (s *Store) appendLog(ctx context.Context, device string, recs []protocol.Re
 			rows[i].t = r.Time // no wall time: never pretend
 		}
 	}
-	var inserted int
 	err := s.exec(ctx, wait, func(w *wtx) error {
 		id, err := s.deviceID(w, device)
 		if err != nil {
 			return err
 		}
-		inserted = 0
 		for i := range rows {
 			row := &rows[i]
 			r := row.rec
-			res, err := w.insLog.Exec(id, int64(r.Seq), r.Kind, row.t, r.Sensor, row.value, row.body, recv)
-			if err != nil {
+			if _, err := w.insIntake.Exec(id, int64(r.Seq), r.Kind, row.t, r.Sensor, row.value, row.body, recv); err != nil {
 				return fmt.Errorf("insert record %d: %w", r.Seq, sqlitex.Classify(err))
 			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				continue
-			}
-			inserted++
-			if r.Kind == protocol.KindAlert {
-				if err := upsertAlert(w.tx, id, r); err != nil {
-					return err
-				}
-			}
 		}
-		if !wait {
-			s.Rows.Add(int64(inserted))
-		}
+		s.intake.Add(int64(len(rows))) // a hint for the writer: when to move
 		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store: append %s: %w", device, err)
 	}
-	if !wait {
-		return 0, nil // the writer fills inserted later: not ours to read
+	return len(recs), nil
+}
+
+// Counts returns how many log records were newly stored and how many were
+// duplicates, after moving the intake.
+func (s *Store) Counts(ctx context.Context) (stored, duplicates int64, err error) {
+	err = s.settle(ctx)
+	return s.Rows.Load(), s.Duplicates.Load(), err
+}
+
+// settle moves the intake into log before a read of log, so that a reader
+// sees every committed record.
+func (s *Store) settle(ctx context.Context) error {
+	var any bool
+	if err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM log_intake)`).Scan(&any); err != nil {
+		return fmt.Errorf("store: intake: %w", sqlitex.Classify(err))
 	}
-	s.Rows.Add(int64(inserted))
-	return inserted, nil
+	if !any {
+		return nil
+	}
+	if err := s.exec(ctx, true, s.moveIntake); err != nil {
+		return fmt.Errorf("store: move intake: %w", err)
+	}
+	return nil
+}
+
+// move runs moveIntake in a transaction of its own (from the writer).
+func (s *Store) move() {
+	s.commit([]op{{fn: s.moveIntake}})
+}
+
+// moveIntake moves the intake's records into log in one statement (large
+// batches: each device's index pages are written once per move, not once
+// per group commit), skipping records already stored; alerts go one by
+// one, in arrival order, so that only a new alert record changes the
+// alerts table.
+func (s *Store) moveIntake(w *wtx) error {
+	tx := w.tx
+	var top int64
+	if err := tx.QueryRow(`SELECT ifnull(max(rowid), 0) FROM log_intake`).Scan(&top); err != nil {
+		return fmt.Errorf("intake: %w", err)
+	}
+	if top == 0 {
+		s.intake.Store(0)
+		return nil
+	}
+	var inserted int64
+	alerts, err := tx.Query(`SELECT device_id, seq, kind, t_ms, sensor, value, body, recv_ms FROM log_intake WHERE rowid <= ? AND kind = 'alert' ORDER BY rowid`, top)
+	if err != nil {
+		return fmt.Errorf("intake alerts: %w", err)
+	}
+	type alertRow struct {
+		id, seq, t, recv int64
+		kind, sensor     string
+		value            sql.NullFloat64
+		body             string
+	}
+	var as []alertRow
+	for alerts.Next() {
+		var a alertRow
+		if err := alerts.Scan(&a.id, &a.seq, &a.kind, &a.t, &a.sensor, &a.value, &a.body, &a.recv); err != nil {
+			_ = alerts.Close()
+			return fmt.Errorf("intake alerts: %w", err)
+		}
+		as = append(as, a)
+	}
+	if err := errors.Join(alerts.Err(), alerts.Close()); err != nil {
+		return fmt.Errorf("intake alerts: %w", err)
+	}
+	for _, a := range as {
+		res, err := tx.Exec(`INSERT INTO log(device_id, seq, kind, t_ms, sensor, value, body, recv_ms) VALUES(?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING`,
+			a.id, a.seq, a.kind, a.t, a.sensor, a.value, a.body, a.recv)
+		if err != nil {
+			return fmt.Errorf("move alert %d: %w", a.seq, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			continue
+		}
+		inserted++
+		var r protocol.Record
+		if err := json.Unmarshal([]byte(a.body), &r); err != nil || r.Alert == nil {
+			return fmt.Errorf("move alert %d: stored body is not an alert record: %v", a.seq, err)
+		}
+		if err := upsertAlert(tx, a.id, &r); err != nil {
+			return err
+		}
+	}
+	res, err := tx.Exec(`INSERT INTO log(device_id, seq, kind, t_ms, sensor, value, body, recv_ms)
+		SELECT device_id, seq, kind, t_ms, sensor, value, body, recv_ms FROM log_intake WHERE rowid <= ? AND kind <> 'alert' ORDER BY rowid
+		ON CONFLICT DO NOTHING`, top)
+	if err != nil {
+		return fmt.Errorf("move intake: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	inserted += n
+	res, err = tx.Exec(`DELETE FROM log_intake WHERE rowid <= ?`, top)
+	if err != nil {
+		return fmt.Errorf("clear intake: %w", err)
+	}
+	moved, _ := res.RowsAffected()
+	// Counted before the commit: if it fails, the intake keeps its rows
+	// and the next move counts them again.
+	s.intake.Store(0)
+	s.Rows.Add(inserted)
+	s.Duplicates.Add(moved - inserted)
+	return nil
 }
 
 type logRow struct {

@@ -98,6 +98,16 @@ func (g *gaugeFunc) write(w io.Writer) {
 	}
 }
 
+// counterFunc is a counter whose value is read at scrape time.
+type counterFunc struct {
+	name, help string
+	fn         func() float64
+}
+
+func (c *counterFunc) write(w io.Writer) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %g\n", c.name, c.help, c.name, c.name, c.fn())
+}
+
 // Histogram counts observations into fixed buckets.
 type Histogram struct {
 	name, help string
@@ -155,6 +165,12 @@ func (r *Registry) CounterVec(name, help, label string) *CounterVec {
 // value (label "" means one unlabelled series under key "").
 func (r *Registry) GaugeFunc(name, help, label string, fn func() map[string]float64) {
 	r.add(&gaugeFunc{name: name, help: help, label: label, fn: fn})
+}
+
+// CounterFunc registers a counter read from fn at scrape time (fn must
+// never decrease).
+func (r *Registry) CounterFunc(name, help string, fn func() float64) {
+	r.add(&counterFunc{name: name, help: help, fn: fn})
 }
 
 // Histogram registers a histogram with the given upper bounds (ascending).
