@@ -11,7 +11,7 @@ import (
 )
 
 // BenchmarkHubFanIn runs the throughput load (10 publishers × 1 in flight,
-// QoS 1 publishes, one QoS 0 subscriber) against a hub in this process, to
+// QoS 1 publishes, one QoS 1 subscriber) against a hub in this process, to
 // profile the hub:
 //
 //	go test -run '^$' -bench HubFanIn -benchtime 20000x -cpuprofile cpu.out ./internal/loadgen
@@ -22,7 +22,7 @@ import (
 func BenchmarkHubFanIn(b *testing.B) {
 	th := startHub(b)
 	cfg := th.config("bf")
-	cfg.QoS, cfg.SubQoS, cfg.Publishers, cfg.InFlight, cfg.Subscribers = 1, 0, 10, 1, 1
+	cfg.QoS, cfg.SubQoS, cfg.Publishers, cfg.InFlight, cfg.Subscribers = 1, 1, 10, 1, 1
 	ctx := context.Background()
 	var g *Gen
 	var res Result
