@@ -713,6 +713,61 @@ func TestDashboardRollouts(t *testing.T) {
 	b.noExceptions()
 }
 
+// TestDashboardPendingDevices: with claims.auto_accept off, a device that
+// announces itself with a claim token waits on the fleet page; the operator
+// accepts it there (hub/claims_test.go checks that the next announcement
+// then gets its channel token).
+func TestDashboardPendingDevices(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e")
+	}
+	h, dir := inProcessHub(t, func(c *outposthub.Config) { c.Claims.AutoAccept = false })
+	ctx := context.Background()
+	c := benchClient(t, dir)
+	var cr struct{ Token string }
+	body := `{"ttl":"1h","labels":{"site":"pond"}}`
+	if st := adminDo(t, c, h, "POST", "/api/v1/claims", "application/json", strings.NewReader(body), &cr); st != 201 || cr.Token == "" {
+		t.Fatalf("create claim: %d", st)
+	}
+	tc, err := certs.ClientTLS(filepath.Join(dir, "pki", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "pi-pending"
+	cl, err := mqtttest.Dial(ctx, h.Addrs().MQTT, id, cr.Token, mqtttest.Options{TLS: tc, KeepAlive: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Conn.Close()
+	mqttPublish(t, cl, protocol.ClaimTopic(id, protocol.SufClaimReq), 1,
+		protocol.ClaimRequest{V: protocol.Version, Device: id, Firmware: "1.0.0", Board: "Raspberry Pi Zero 2 W", Arch: "linux/arm64"})
+
+	b := newBrowser(t, filepath.Join(dir, "pki", "server.crt"))
+	b.login(h.Addrs().HTTPURL, h.AdminToken())
+	b.wait("fleet", `document.documentElement.dataset.fleetRendered`, 15*time.Second)
+	b.wait("pending device listed", `!document.querySelector('#pending').hidden && document.querySelector('#pending').textContent.includes('`+id+`') && document.querySelector('#pending').textContent.includes('Raspberry Pi Zero 2 W')`, 15*time.Second)
+	b.a11y("fleet-pending")
+	b.shot("fleet-pending")
+	b.click("accept", `#pending button[data-action="accept"][data-device="`+id+`"]`)
+	b.wait("pending list empty", `document.querySelector('#pending').hidden`, 10*time.Second)
+	b.noExceptions()
+
+	// Accepted at the hub: the device exists with the claim's labels.
+	var d struct{ Labels map[string]string }
+	if st := adminDo(t, c, h, "GET", "/api/v1/devices/"+id, "", nil, &d); st != 200 || d.Labels["site"] != "pond" {
+		t.Fatalf("device after accept: %d %+v", st, d)
+	}
+	var cs struct {
+		Claims []struct {
+			Devices []struct{ ID, State string } `json:"devices"`
+		} `json:"claims"`
+	}
+	adminDo(t, c, h, "GET", "/api/v1/claims", "", nil, &cs)
+	if len(cs.Claims) != 1 || len(cs.Claims[0].Devices) != 1 || cs.Claims[0].Devices[0].State != "accepted" {
+		t.Fatalf("claims after accept: %+v", cs)
+	}
+}
+
 // ---- Benchmarks -------------------------------------------------------------
 //
 // go test -short -run '^$' -bench Dashboard -benchtime 5x ./e2e

@@ -1,6 +1,6 @@
 // Fleet: every device with presence, since, last heartbeat, firmware and
 // open alerts; filters by state, label and name; live presence over SSE.
-import {api, h, events, announce, timeEl, stateEl, refreshTimes, errorEl, row} from './util.js';
+import {api, h, events, announce, timeEl, stateEl, refreshTimes, errorEl, row, table} from './util.js';
 
 const PAGE = 200;
 const cols = [
@@ -31,8 +31,37 @@ export async function mount(view) {
     h('caption', {}, 'Devices, by name. Presence updates live.'),
     h('thead', {}, h('tr', {}, cols.map((c) => h('th', {scope: 'col', class: c.cls}, c.label)))), tbody);
 
+  // Devices that claimed a place and wait for an operator (claims.auto_accept: false).
+  const pendingBox = h('section', {id: 'pending', 'aria-labelledby': 'pending-h', hidden: true});
+  const pcols = [{label: 'Device'}, {label: 'Asked'}, {label: 'Firmware'}, {label: 'Board'}, {label: 'From'}, {label: 'Labels'}, {label: 'Decision'}];
+  async function decide(id, accept) {
+    try {
+      await api(`/api/v1/devices/${encodeURIComponent(id)}/${accept ? 'accept' : 'reject'}`, {method: 'POST'});
+      announce(`${id} ${accept ? 'accepted: it gets its token at its next announcement' : 'rejected'}`);
+    } catch (err) {
+      pendingBox.append(errorEl(err));
+    }
+    await loadPending();
+    if (accept) load().catch(() => {});
+  }
+  async function loadPending() {
+    let r;
+    try { r = await api('/api/v1/devices?state=pending'); } catch { return; }
+    const ps = r.devices || [];
+    pendingBox.hidden = ps.length === 0;
+    const btn = (id, accept) => h('button', {type: 'button', class: accept ? '' : 'secondary', 'data-action': accept ? 'accept' : 'reject', 'data-device': id,
+      onclick: () => decide(id, accept)}, accept ? `Accept ${id}` : `Reject ${id}`);
+    pendingBox.replaceChildren(
+      h('h2', {id: 'pending-h'}, `Waiting for approval (${ps.length})`),
+      table('Devices that announced themselves with a claim token and wait for an operator.', pcols, ps.map((p) => [
+        p.id, timeEl(p.requested), p.firmware || '', p.board || '', p.remote || '',
+        Object.entries(p.labels || {}).map(([k, v]) => `${k}=${v}`).join(' '),
+        h('span', {class: 'actions'}, btn(p.id, true), ' ', btn(p.id, false)),
+      ])));
+  }
+
   view.append(
-    h('h1', {}, 'Fleet'), summary,
+    h('h1', {}, 'Fleet'), summary, pendingBox,
     h('form', {class: 'filters', role: 'search', 'aria-label': 'Filter devices', onsubmit: (e) => e.preventDefault()},
       h('div', {}, h('label', {for: 'f-state'}, 'State'), stateSel),
       h('div', {}, h('label', {for: 'f-label'}, 'Label'), labelIn, labelList),
@@ -159,6 +188,7 @@ export async function mount(view) {
     }, 800);
   });
 
+  loadPending();
   try {
     await load();
     performance.mark('outpost:fleet-rendered');
@@ -169,5 +199,6 @@ export async function mount(view) {
   const tick = setInterval(() => { if (!document.hidden) refreshTimes(tbody); }, 15000);
   // Heartbeats and alert counts are not pushed: refresh them now and then.
   const poll = setInterval(() => { if (!document.hidden) load().catch(() => {}); }, 60000);
-  return () => { off(); clearInterval(tick); clearInterval(poll); clearTimeout(timer); clearTimeout(rerender); clearTimeout(speakTimer); };
+  const pollPending = setInterval(() => { if (!document.hidden) loadPending(); }, 10000);
+  return () => { off(); clearInterval(tick); clearInterval(poll); clearInterval(pollPending); clearTimeout(timer); clearTimeout(rerender); clearTimeout(speakTimer); };
 }
