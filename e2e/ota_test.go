@@ -100,6 +100,13 @@ func newOTARig(t *testing.T) *otaRig {
 		t.Fatal(err)
 	}
 	r.h = startHub(t, hubDir, mqttAddr, httpAddr, "--config", cfg)
+	// The hub is built with -race: a race it reports fails the test.
+	t.Cleanup(func() {
+		out := r.h.p.out.String()
+		if i := strings.Index(out, "WARNING: DATA RACE"); i >= 0 {
+			t.Errorf("the hub reported a data race:\n%s", out[i:min(len(out), i+6000)])
+		}
+	})
 	return r
 }
 
