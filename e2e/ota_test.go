@@ -8,7 +8,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -33,7 +32,12 @@ const (
 	v1     = "1.0.0" // what every gateway starts with
 	v2     = "2.0.0" // the good update
 	vCrash = "2.1.0" // built with TestFault=crash-at-start
+	vSick  = "2.2.0" // built with TestFault=unhealthy
 )
+
+// healthTimeout is the gateways' ota.health_timeout (but for the one
+// that runs the unhealthy build).
+const healthTimeout = 20 * time.Second
 
 // otaRig is the shared part: builds, keys, a hub trusting keys a and b.
 type otaRig struct {
@@ -51,11 +55,23 @@ func TestOTA(t *testing.T) {
 		t.Skip("e2e")
 	}
 	r := newOTARig(t)
-	t.Run("rollout in waves updates every gateway", r.testRollout)
-	t.Run("upload refuses tampered and wrongly signed releases", r.testUploadRefusals)
-	t.Run("gateway refuses untrusted key or wrong target or tampered artifact", r.testGatewayRefusals)
-	t.Run("crash at start rolls back and failures pause the rollout", r.testCrashRollback)
-	t.Run("offline gateway updated when it comes back", r.testOffline)
+	// Scenarios with their own devices and releases run side by side; the
+	// kill -9 ones stall the artifact proxy, so they come after, alone.
+	t.Run("fleet", func(t *testing.T) {
+		for _, s := range []struct {
+			name string
+			f    func(*testing.T)
+		}{
+			{"rollout in waves updates every gateway", r.testRollout},
+			{"upload refuses tampered and wrongly signed releases", r.testUploadRefusals},
+			{"gateway refuses untrusted key or wrong target or tampered artifact", r.testGatewayRefusals},
+			{"crash at start rolls back and failures pause the rollout", r.testCrashRollback},
+			{"unhealthy version rolls itself back", r.testUnhealthy},
+			{"offline gateway updated when it comes back", r.testOffline},
+		} {
+			t.Run(s.name, func(t *testing.T) { t.Parallel(); s.f(t) })
+		}
+	})
 	t.Run("kill -9 during download resumes", r.testKillDuringDownload)
 	t.Run("kill -9 during install ends in one version", r.testKillDuringInstall)
 }
@@ -67,22 +83,15 @@ func newOTARig(t *testing.T) *otaRig {
 	if err := os.MkdirAll(r.work, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// Three gateway builds, linked in parallel (the packages are compiled once).
-	builds := []struct{ version, fault string }{{v1, ""}, {v2, ""}, {vCrash, "crash-at-start"}}
-	errs := make([]error, len(builds))
-	var wg sync.WaitGroup
-	for i, b := range builds {
+	// The gateway builds, linked one after the other (the packages are
+	// compiled once; parallel links only contend on two cores).
+	builds := []struct{ version, fault string }{{v1, ""}, {v2, ""}, {vCrash, "crash-at-start"}, {vSick, "unhealthy"}}
+	for _, b := range builds {
 		out := filepath.Join(dir, "outpost-gateway-"+b.version)
 		r.bins[b.version] = out
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = buildGateway(out, b.version, b.fault)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
+		if err := buildGateway(out, b.version, b.fault); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	mqttAddr, httpAddr := freePort(t), freePort(t)
@@ -219,7 +228,7 @@ type otaGW struct {
 	bin string
 }
 
-func (r *otaRig) gateway(t *testing.T, id string) *otaGW {
+func (r *otaRig) gateway(t *testing.T, id string, health time.Duration) *otaGW {
 	t.Helper()
 	g := &otaGW{gw: newGateway(t, r.h, id, r.h.mqtt)}
 	g.bin = filepath.Join(g.dir, "bin", "outpost-gateway")
@@ -237,7 +246,7 @@ func (r *otaRig) gateway(t *testing.T, id string) *otaGW {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = fmt.Fprintf(f, "release_pubkey: %s\nota: {health_timeout: 20s}\n", r.pub("a"))
+	_, err = fmt.Fprintf(f, "release_pubkey: %s\nota: {health_timeout: %v}\n", r.pub("a"), health)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -377,10 +386,15 @@ func (r *otaRig) checkRuns(t *testing.T, g *otaGW, version string) {
 // startAll starts the gateways and waits until each is online with v1.
 func (r *otaRig) startAll(t *testing.T, ids ...string) []*otaGW {
 	t.Helper()
+	return r.startAllHealth(t, healthTimeout, ids...)
+}
+
+func (r *otaRig) startAllHealth(t *testing.T, health time.Duration, ids ...string) []*otaGW {
+	t.Helper()
 	since := time.Now()
 	var gws []*otaGW
 	for _, id := range ids {
-		g := r.gateway(t, id)
+		g := r.gateway(t, id, health)
 		g.run(t)
 		gws = append(gws, g)
 	}
@@ -451,8 +465,8 @@ func (r *otaRig) testUploadRefusals(t *testing.T) {
 			t.Errorf("refused release stored: %+v", x)
 		}
 	}
-	if out, err := r.h.tryCtl("ota", "rollout", "create", "--release", "2.0.1", "--devices", "gw-up-1"); err == nil {
-		t.Errorf("rollout of a refused release created:\n%s", out)
+	if out, err := r.h.tryCtl("ota", "rollout", "create", "--release", "2.0.1", "--devices", "gw-up-1"); err == nil || !strings.Contains(out, "is not uploaded") {
+		t.Errorf("rollout of a refused release: err %v\n%s", err, out)
 	}
 }
 
@@ -601,6 +615,24 @@ func (r *otaRig) testCrashRollback(t *testing.T) {
 		t.Errorf("rollout after resume: %+v", ro)
 	}
 	r.checkRuns(t, waiting, v1)
+}
+
+// testUnhealthy: a new version that runs but never becomes healthy (its
+// succeeded status never acknowledged) rolls itself back at the health
+// timeout, and the previous version reports why.
+func (r *otaRig) testUnhealthy(t *testing.T) {
+	const health = 3 * time.Second
+	g := r.startAllHealth(t, health, "gw-unhealthy")[0]
+	r.upload(t, r.release(t, vSick, vSick, "a", r.host, ""))
+	id := r.createRollout(t, "--release", vSick, "--devices", g.id)
+	d := r.waitDevice(t, id, g.id, protocol.OTARolledBack, 60*time.Second)
+	if want := fmt.Sprintf("version %s not healthy within %v", vSick, health); !strings.Contains(d.Reason, want) || d.Firmware != v1 {
+		t.Errorf("status %+v, want fw %s and a reason with %q", d, v1, want)
+	}
+	if st := g.state(t); st.Phase != updater.RolledBack || st.Release != vSick {
+		t.Errorf("state file %+v", st)
+	}
+	r.checkRuns(t, g, v1)
 }
 
 // testOffline: a gateway that is off when the rollout is created gets the
