@@ -79,7 +79,19 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 
 func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, name), args...)
+	return startBin(t, filepath.Join(binDir, name), args...)
+}
+
+// startBin runs the executable at path (e.g. a gateway's own copy).
+func startBin(t testing.TB, path string, args ...string) *proc {
+	t.Helper()
+	return startCmd(t, exec.Command(path, args...))
+}
+
+// startCmd starts cmd, collects its output and kills it at the end of the test.
+func startCmd(t testing.TB, cmd *exec.Cmd) *proc {
+	t.Helper()
+	name := filepath.Base(cmd.Path)
 	p := &proc{cmd: cmd, out: &syncBuf{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
@@ -121,10 +133,11 @@ type hub struct {
 	client          *http.Client
 }
 
-func startHub(t testing.TB, dir, mqtt, httpAddr string) *hub {
+// startHub starts a hub; extra are further flags (e.g. --config FILE).
+func startHub(t testing.TB, dir, mqtt, httpAddr string, extra ...string) *hub {
 	t.Helper()
 	h := &hub{dir: dir, mqtt: mqtt, http: httpAddr}
-	h.p = start(t, "outpost-hub", "serve", "--data-dir", dir, "--mqtt-listen", mqtt, "--http-listen", httpAddr)
+	h.p = start(t, "outpost-hub", append([]string{"serve", "--data-dir", dir, "--mqtt-listen", mqtt, "--http-listen", httpAddr}, extra...)...)
 	waitFor(t, 20*time.Second, "hub up", func() bool {
 		b, err := os.ReadFile(filepath.Join(dir, "admin.token"))
 		if err != nil {
@@ -174,13 +187,25 @@ func (h *hub) tryGet(path string, out any) error {
 // ctl runs outpostctl against the hub.
 func (h *hub) ctl(t testing.TB, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "outpostctl"), args...)
-	cmd.Env = append(os.Environ(), "OUTPOST_HUB=https://"+h.http, "OUTPOST_ADMIN_TOKEN="+h.admin, "OUTPOST_CA="+filepath.Join(h.dir, "pki", "ca.crt"))
-	out, err := cmd.Output()
+	out, err := h.tryCtl(args...)
 	if err != nil {
 		t.Fatalf("outpostctl %v: %v\n%s", args, err, out)
 	}
-	return string(out)
+	return out
+}
+
+// tryCtl runs outpostctl against the hub and returns its stdout, or its
+// stderr with the error.
+func (h *hub) tryCtl(args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(binDir, "outpostctl"), args...)
+	cmd.Env = append(os.Environ(), "OUTPOST_HUB=https://"+h.http, "OUTPOST_ADMIN_TOKEN="+h.admin, "OUTPOST_CA="+filepath.Join(h.dir, "pki", "ca.crt"))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out) + stderr.String(), err
+	}
+	return string(out), nil
 }
 
 // seqs returns every stored seq of device (all record kinds), via the log API.
@@ -532,7 +557,8 @@ func listeningSockets(t testing.TB, pid int) []string {
 }
 
 // proxy is a TCP proxy the test can cut (closing every connection and
-// refusing new ones) and restore.
+// refusing new ones) and restore, and whose bytes from the target to the
+// clients it can hold back (hold, release).
 type proxy struct {
 	t      testing.TB
 	ln     net.Listener
@@ -540,6 +566,8 @@ type proxy struct {
 	mu     sync.Mutex
 	down   bool
 	conns  map[net.Conn]bool
+	budget int64      // bytes target → clients may still pass; < 0 unlimited
+	more   *sync.Cond // budget raised or cut (on mu)
 }
 
 func newProxy(t testing.TB, target string) *proxy {
@@ -547,7 +575,8 @@ func newProxy(t testing.TB, target string) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{t: t, ln: ln, target: target, conns: map[net.Conn]bool{}}
+	p := &proxy{t: t, ln: ln, target: target, conns: map[net.Conn]bool{}, budget: -1}
+	p.more = sync.NewCond(&p.mu)
 	go p.serve()
 	t.Cleanup(func() { ln.Close(); p.cut() })
 	return p
@@ -589,7 +618,7 @@ func (p *proxy) pipe(c net.Conn) {
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
 	go func() { _, _ = io.Copy(u, c); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(c, u); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(budgetWriter{p, c}, u); done <- struct{}{} }()
 	<-done
 	c.Close()
 	u.Close()
@@ -606,6 +635,51 @@ func (p *proxy) cut() {
 	for c := range p.conns {
 		c.Close()
 	}
+	p.more.Broadcast()
+}
+
+// hold lets n more bytes pass from the target to the clients, then stalls
+// them (the connections stay open) until the next hold or release.
+func (p *proxy) hold(n int64) {
+	p.mu.Lock()
+	p.budget = n
+	p.mu.Unlock()
+	p.more.Broadcast()
+}
+
+// release lets every byte pass again.
+func (p *proxy) release() { p.hold(-1) }
+
+// budgetWriter writes to a client what the proxy's budget allows.
+type budgetWriter struct {
+	p *proxy
+	w io.Writer
+}
+
+func (b budgetWriter) Write(buf []byte) (int, error) {
+	p, done := b.p, 0
+	for done < len(buf) {
+		p.mu.Lock()
+		for p.budget == 0 && !p.down {
+			p.more.Wait()
+		}
+		if p.down {
+			p.mu.Unlock()
+			return done, net.ErrClosed
+		}
+		n := int64(len(buf) - done)
+		if p.budget >= 0 {
+			n = min(n, p.budget)
+			p.budget -= n
+		}
+		p.mu.Unlock()
+		m, err := b.w.Write(buf[done : done+int(n)])
+		done += m
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
 }
 
 func (p *proxy) restore() {
