@@ -437,6 +437,11 @@ func TestGatewayToHubSurvivesKillsAndOutages(t *testing.T) {
 			t.Errorf("presence history lacks %q: %+v", want, ph.Presence)
 		}
 	}
+	// The clean stop at the end is a clean disconnect, not a last-will
+	// (newest first).
+	if len(ph.Presence) == 0 || ph.Presence[0].Reason != "clean_disconnect" {
+		t.Errorf("the gateway's clean stop was recorded as %+v, want clean_disconnect", ph.Presence[:min(1, len(ph.Presence))])
+	}
 }
 
 func TestAlertsArriveWithOriginalTime(t *testing.T) {

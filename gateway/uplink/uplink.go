@@ -223,7 +223,10 @@ func (u *Uplink) Run(ctx context.Context) error {
 			},
 		},
 	}
-	cm, err := autopaho.NewConnection(ctx, cc)
+	// The connection outlives ctx: after the publisher stops, the clean
+	// goodbye (offline status, DISCONNECT) still needs it. Disconnect below
+	// ends it on every path.
+	cm, err := autopaho.NewConnection(context.WithoutCancel(ctx), cc)
 	if err != nil {
 		return fmt.Errorf("uplink: %w", err)
 	}
@@ -241,7 +244,7 @@ func (u *Uplink) Run(ctx context.Context) error {
 		// A clean goodbye: the hub drops the will and records a clean disconnect.
 		_, _ = cm.Publish(dctx, &paho.Publish{Topic: u.topic(protocol.SufStatus), QoS: 1, Retain: true, Payload: u.status("offline")})
 	}
-	_ = cm.Disconnect(dctx)
+	_ = cm.Disconnect(dctx) // cancels the connection's context: autopaho sends DISCONNECT
 	<-cm.Done()
 	return nil
 }
