@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/outpost-iot/outpost/firmware-ota/updater"
@@ -99,12 +100,21 @@ type exitCode int
 
 func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
 
+// gatewayGCPercent is the worker's GOGC unless the environment sets one.
+const gatewayGCPercent = 30
+
 // worker runs the gateway; after an update or rollback it exits with
 // updater.ExitRestart so that the supervisor starts the new binary.
 func worker(cfg gateway.Config, log *slog.Logger, stderr io.Writer) error {
 	if buildinfo.TestFault == "crash-at-start" {
 		fmt.Fprintln(stderr, "outpost-gateway: built to crash at start (buildinfo.TestFault)")
 		return exitCode(2)
+	}
+	if _, set := os.LookupEnv("GOGC"); !set {
+		// A small, steady heap: collect at 30 % growth rather than 100 %.
+		// The soak benchmark: RSS 21.7 → 19.5 MiB, CPU per reading within
+		// its noise (docs/benchmarks.md). GOGC in the environment wins.
+		debug.SetGCPercent(gatewayGCPercent)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
