@@ -105,10 +105,10 @@ func initCA(dir string, hosts []string, force bool, now time.Time) (Paths, error
 		return p, err
 	}
 	err = writeFiles([]file{
-		{p.CAKey, caKeyPEM, 0o600},
-		{p.CACert, certPEM(ca.cert), 0o644},
-		{p.ServerKey, srvKeyPEM, 0o600},
-		{p.ServerCert, srvPEM, 0o644},
+		{Path: p.CAKey, Data: caKeyPEM, Mode: 0o600},
+		{Path: p.CACert, Data: certPEM(ca.cert), Mode: 0o644},
+		{Path: p.ServerKey, Data: srvKeyPEM, Mode: 0o600},
+		{Path: p.ServerCert, Data: srvPEM, Mode: 0o644},
 	}, force)
 	return p, err
 }
@@ -135,7 +135,7 @@ func issueServer(dir string, hosts []string, force bool, now time.Time) (Paths, 
 	if err != nil {
 		return p, err
 	}
-	return p, writeFiles([]file{{p.ServerKey, key, 0o600}, {p.ServerCert, crt, 0o644}}, force)
+	return p, writeFiles([]file{{Path: p.ServerKey, Data: key, Mode: 0o600}, {Path: p.ServerCert, Data: crt, Mode: 0o644}}, force)
 }
 
 // IssueDevice issues a client certificate for device id with the CA in dir
@@ -163,7 +163,7 @@ func issueDevice(dir, id string, force bool, now time.Time) (certFile, keyFile s
 	if err := mkdir(filepath.Dir(certFile)); err != nil {
 		return certFile, keyFile, err
 	}
-	return certFile, keyFile, writeFiles([]file{{keyFile, key, 0o600}, {certFile, crt, 0o644}}, force)
+	return certFile, keyFile, writeFiles([]file{{Path: keyFile, Data: key, Mode: 0o600}, {Path: certFile, Data: crt, Mode: 0o644}}, force)
 }
 
 // EnsureHubPKI is the hub's first-start step. If dir holds none of the PKI

@@ -196,41 +196,6 @@ func TestInitCAStrayFile(t *testing.T) {
 	}
 }
 
-// createFile must not replace a file that appeared after the pre-check, and
-// writeFiles must remove what it created when a later file fails.
-func TestWriteFilesExclusiveAndRollback(t *testing.T) {
-	dir := t.TempDir()
-	a := filepath.Join(dir, "a.key")
-	if err := os.WriteFile(a, []byte("old"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := createFile(file{a, []byte("new"), 0o600}); !errors.Is(err, fs.ErrExist) {
-		t.Errorf("createFile over an existing file: err = %v, want fs.ErrExist", err)
-	}
-	if got := string(mustRead(t, a)); got != "old" {
-		t.Errorf("existing file clobbered: %q", got)
-	}
-
-	b := filepath.Join(dir, "b.key")
-	missing := filepath.Join(dir, "no-such-dir", "c.crt")
-	if err := writeFiles([]file{{b, []byte("b"), 0o600}, {missing, []byte("c"), 0o644}}, false); err == nil {
-		t.Fatal("writeFiles into a missing directory succeeded")
-	}
-	if _, err := os.Lstat(b); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("%s left behind after a failed writeFiles", b)
-	}
-
-	if err := writeFiles([]file{{a, []byte("forced"), 0o600}}, true); err != nil {
-		t.Fatal(err)
-	}
-	if got := string(mustRead(t, a)); got != "forced" {
-		t.Errorf("forced write: %q", got)
-	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
-		t.Errorf("temporary files left behind: %v", ents)
-	}
-}
-
 func TestIssueDevice(t *testing.T) {
 	p := mustInit(t)
 	crtFile, keyFile, err := IssueDevice(p.Dir, "pi-tank_01.a", false)

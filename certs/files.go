@@ -6,131 +6,23 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/outpost-iot/outpost/internal/fsx"
 )
 
 // MaxPEMFile bounds what we read from a certificate or key file.
 const MaxPEMFile = 1 << 20
 
-type file struct {
-	path string
-	data []byte
-	mode fs.FileMode
-}
+type file = fsx.File
 
-// writeFiles writes files. Without force it first checks that none exists,
-// then creates each with O_EXCL; if one fails, the ones it created are
-// removed again. With force each file is replaced atomically.
+// writeFiles writes a set of files that belong together (fsx.WriteFiles):
+// without force it never replaces one.
 func writeFiles(files []file, force bool) error {
-	if !force {
-		for _, f := range files {
-			_, err := os.Lstat(f.path)
-			if err == nil {
-				return existsError(f.path)
-			}
-			if !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("certs: %w", err)
-			}
-		}
-	}
-	var created []string
-	for _, f := range files {
-		var err error
-		if force {
-			err = replaceFile(f)
-		} else {
-			err = createFile(f)
-		}
-		if err != nil {
-			for _, p := range created {
-				_ = os.Remove(p) // best effort: leave no half-written PKI behind
-			}
-			return err
-		}
-		created = append(created, f.path)
-	}
-	syncDirs(files)
-	return nil
-}
-
-func existsError(path string) error {
-	return fmt.Errorf("certs: refusing to overwrite %s (use force): %w", path, fs.ErrExist)
-}
-
-// createFile creates f.path with O_EXCL, so it never replaces a file.
-func createFile(f file) (err error) {
-	fh, err := os.OpenFile(f.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, f.mode)
-	if errors.Is(err, fs.ErrExist) {
-		return existsError(f.path)
-	}
-	if err != nil {
-		return fmt.Errorf("certs: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_ = fh.Close()
-			_ = os.Remove(f.path)
-		}
-	}()
-	return fill(fh, f)
-}
-
-// replaceFile writes a temporary file next to f.path and renames it over.
-func replaceFile(f file) (err error) {
-	fh, err := os.CreateTemp(filepath.Dir(f.path), "."+filepath.Base(f.path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("certs: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_ = fh.Close()
-			_ = os.Remove(fh.Name())
-		}
-	}()
-	if err := fill(fh, f); err != nil {
-		return err
-	}
-	if err := os.Rename(fh.Name(), f.path); err != nil {
+	if err := fsx.WriteFiles(files, force); err != nil {
 		return fmt.Errorf("certs: %w", err)
 	}
 	return nil
-}
-
-// fill sets the mode (independent of the umask), writes, syncs and closes.
-func fill(fh *os.File, f file) error {
-	if err := fh.Chmod(f.mode); err != nil {
-		return fmt.Errorf("certs: %w", err)
-	}
-	if _, err := fh.Write(f.data); err != nil {
-		return fmt.Errorf("certs: %w", err)
-	}
-	if err := fh.Sync(); err != nil {
-		return fmt.Errorf("certs: %w", err)
-	}
-	if err := fh.Close(); err != nil {
-		return fmt.Errorf("certs: %w", err)
-	}
-	return nil
-}
-
-// syncDirs makes the new directory entries durable. It is best effort: some
-// file systems cannot fsync a directory, and the files themselves are synced.
-func syncDirs(files []file) {
-	done := map[string]bool{}
-	for _, f := range files {
-		dir := filepath.Dir(f.path)
-		if done[dir] {
-			continue
-		}
-		done[dir] = true
-		if d, err := os.Open(dir); err == nil {
-			_ = d.Sync()
-			_ = d.Close()
-		}
-	}
 }
 
 func mkdir(dir string) error {
@@ -141,17 +33,12 @@ func mkdir(dir string) error {
 }
 
 func readPEMFile(path string) ([]byte, error) {
-	fh, err := os.Open(path)
+	data, err := fsx.ReadLimited(path, MaxPEMFile)
+	if errors.Is(err, fsx.ErrTooLarge) {
+		return nil, fmt.Errorf("certs: %w: %w", ErrBadPKI, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("certs: %w", err)
-	}
-	defer func() { _ = fh.Close() }() // read-only: Close cannot lose data
-	data, err := io.ReadAll(io.LimitReader(fh, MaxPEMFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("certs: read %s: %w", path, err)
-	}
-	if len(data) > MaxPEMFile {
-		return nil, fmt.Errorf("certs: %w: %s is larger than %d bytes", ErrBadPKI, path, MaxPEMFile)
 	}
 	return data, nil
 }

@@ -70,11 +70,8 @@ func Claim(ctx context.Context, cfg Config, log *slog.Logger, version string) er
 	if err := os.MkdirAll(filepath.Dir(cfg.Hub.TokenFile), 0o700); err != nil {
 		return fmt.Errorf("gateway: hub.token_file: %w", err)
 	}
-	if err := (&FileTokens{path: cfg.Hub.TokenFile}).Store(resp.Token); err != nil {
+	if err := (&FileTokens{path: cfg.Hub.TokenFile}).Store(resp.Token); err != nil { // atomic, directory synced
 		return err
-	}
-	if err := syncDir(filepath.Dir(cfg.Hub.TokenFile)); err != nil {
-		return fmt.Errorf("gateway: hub.token_file: %w", err)
 	}
 	log.Info("gateway: registered by claim; device token saved", "device", resp.Device, "token_file", cfg.Hub.TokenFile,
 		"expires", time.Unix(resp.Expires, 0))
@@ -84,15 +81,6 @@ func Claim(ctx context.Context, cfg Config, log *slog.Logger, version string) er
 		log.Info("gateway: claim token file kept (it is not used while the device token exists)", "err", err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // DeriveDeviceID returns a device id for a gateway whose configuration names

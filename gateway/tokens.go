@@ -3,9 +3,10 @@ package gateway
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/outpost-iot/outpost/internal/fsx"
 )
 
 // FileTokens keeps the device token in a file; a refreshed token replaces it
@@ -36,28 +37,9 @@ func (f *FileTokens) Token() string {
 	return f.tok
 }
 
-// Store replaces the token, in memory and on disk.
+// Store replaces the token, on disk (atomically, 0600) and in memory.
 func (f *FileTokens) Store(raw string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(f.path), ".token-*")
-	if err != nil {
-		return fmt.Errorf("gateway: token: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(raw + "\n"); err != nil {
-		tmp.Close()
-		return fmt.Errorf("gateway: token: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("gateway: token: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("gateway: token: %w", err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o600); err != nil {
-		return fmt.Errorf("gateway: token: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), f.path); err != nil {
+	if err := fsx.WriteFileAtomic(f.path, []byte(raw+"\n"), 0o600); err != nil {
 		return fmt.Errorf("gateway: token: %w", err)
 	}
 	f.mu.Lock()

@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
+
+	"github.com/outpost-iot/outpost/internal/fsx"
 )
 
 // Standard buffers.
@@ -306,23 +307,7 @@ func (c *Calibration) Save(path string) error {
 	if err != nil {
 		return fmt.Errorf("phprobe: save calibration: %w", err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".phcal-*")
-	if err != nil {
-		return fmt.Errorf("phprobe: save calibration: %w", err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
+	if err := fsx.WriteFileAtomic(path, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("phprobe: save calibration: %w", err)
 	}
 	return nil

@@ -51,8 +51,8 @@ func Keygen(dir string, force bool) (kid string, err error) {
 		return "", fmt.Errorf("manifest: keygen: %w", err)
 	}
 	err = writeFiles([]file{
-		{filepath.Join(dir, PrivateKeyFile), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER}), 0o600},
-		{filepath.Join(dir, PublicKeyFile), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644},
+		{Path: filepath.Join(dir, PrivateKeyFile), Data: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER}), Mode: 0o600},
+		{Path: filepath.Join(dir, PublicKeyFile), Data: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), Mode: 0o644},
 	}, force)
 	if err != nil {
 		return "", err

@@ -181,7 +181,7 @@ func Sign(key ed25519.PrivateKey, artifactPath, version string, target Target, n
 	if err != nil {
 		return Manifest{}, err
 	}
-	if err := writeFiles([]file{{artifactPath + ManifestSuffix, out, 0o644}}, true); err != nil {
+	if err := writeFiles([]file{{Path: artifactPath + ManifestSuffix, Data: out, Mode: 0o644}}, true); err != nil {
 		return Manifest{}, err
 	}
 	return m, nil

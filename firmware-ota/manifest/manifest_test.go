@@ -583,16 +583,3 @@ func TestStrictPayload(t *testing.T) {
 		})
 	}
 }
-
-// createFile must not replace a file that appeared after writeFiles'
-// pre-check (O_EXCL), and must leave the existing file untouched.
-func TestCreateFileExclusive(t *testing.T) {
-	path := filepath.Join(t.TempDir(), PrivateKeyFile)
-	writeFile(t, path, []byte("old key"))
-	if err := createFile(file{path, []byte("new key"), 0o600}); !errors.Is(err, fs.ErrExist) || !strings.Contains(err.Error(), path) {
-		t.Errorf("createFile over an existing file: %v", err)
-	}
-	if got := string(readFile(t, path)); got != "old key" {
-		t.Errorf("existing file clobbered: %q", got)
-	}
-}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/outpost-iot/outpost/firmware-ota/manifest"
+	"github.com/outpost-iot/outpost/internal/fsx"
 )
 
 // Installer puts a verified artifact in place of the running binary and
@@ -89,7 +90,7 @@ func (f FileInstaller) Stage(ctx context.Context, m manifest.Manifest, r io.Read
 	if err := out.Close(); err != nil {
 		return fmt.Errorf("updater: stage: %w", err)
 	}
-	if err := syncDir(filepath.Dir(f.Path)); err != nil {
+	if err := fsx.SyncDir(filepath.Dir(f.Path)); err != nil {
 		return fmt.Errorf("updater: stage: %w", err)
 	}
 	return nil
@@ -128,7 +129,7 @@ func (f FileInstaller) Swap() error {
 			return fmt.Errorf("updater: swap: keep the previous binary: %w", err)
 		}
 	}
-	if err := syncDir(filepath.Dir(f.Path)); err != nil {
+	if err := fsx.SyncDir(filepath.Dir(f.Path)); err != nil {
 		return fmt.Errorf("updater: swap: %w", err)
 	}
 	if err := f.step("prev-kept"); err != nil {
@@ -137,7 +138,7 @@ func (f FileInstaller) Swap() error {
 	if err := os.Rename(f.Staged(), f.Path); err != nil {
 		return fmt.Errorf("updater: swap: %w", err)
 	}
-	if err := syncDir(filepath.Dir(f.Path)); err != nil {
+	if err := fsx.SyncDir(filepath.Dir(f.Path)); err != nil {
 		return fmt.Errorf("updater: swap: %w", err)
 	}
 	return nil
@@ -153,7 +154,7 @@ func (f FileInstaller) Rollback() error {
 	if err := os.Rename(f.Previous(), f.Path); err != nil {
 		return fmt.Errorf("updater: rollback: %w", err)
 	}
-	if err := syncDir(filepath.Dir(f.Path)); err != nil {
+	if err := fsx.SyncDir(filepath.Dir(f.Path)); err != nil {
 		return fmt.Errorf("updater: rollback: %w", err)
 	}
 	return nil

@@ -8,9 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
+	"github.com/outpost-iot/outpost/internal/fsx"
 	"github.com/outpost-iot/outpost/internal/protocol"
 )
 
@@ -150,56 +150,8 @@ func WriteState(dir string, s State) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrState, err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, StateFile), append(b, '\n'), 0o600); err != nil {
+	if err := fsx.WriteFileAtomic(filepath.Join(dir, StateFile), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("%w: %w", ErrState, err)
 	}
 	return nil
-}
-
-// writeFileAtomic writes data to path through a synced temporary file and
-// a rename, then syncs the directory.
-func writeFileAtomic(path string, data []byte, mode fs.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if err := f.Chmod(mode); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes renames and new entries in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTSUP) {
-		err = nil // some file systems cannot sync a directory; the files are synced
-	}
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"mime"
 	"net/http"
 	"os"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/outpost-iot/outpost/firmware-ota/manifest"
 	"github.com/outpost-iot/outpost/hub/api"
+	"github.com/outpost-iot/outpost/internal/fsx"
 	"github.com/outpost-iot/outpost/internal/protocol"
 )
 
@@ -240,11 +240,11 @@ func (s *Service) commitRelease(ctx context.Context, rel Release, tmpPath string
 		return false, fmt.Errorf("ota: store artifact: %w", err)
 	}
 	undo := func() { _ = os.Remove(dst); _ = os.Remove(mdst) }
-	if err := writeFileAtomic(mdst, manifestData, 0o600); err != nil {
+	// Also syncs the directory, so the artifact's rename is durable too.
+	if err := fsx.WriteFileAtomic(mdst, manifestData, 0o600); err != nil {
 		undo()
-		return false, err
+		return false, fmt.Errorf("ota: store manifest: %w", err)
 	}
-	syncDir(s.o.ArtifactDir)
 	rel.UploadedMS = s.now().UnixMilli()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -254,39 +254,6 @@ func (s *Service) commitRelease(ctx context.Context, rel Release, tmpPath string
 		return false, fmt.Errorf("ota: record release: %w", err)
 	}
 	return true, nil
-}
-
-func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".manifest-*")
-	if err != nil {
-		return fmt.Errorf("ota: store manifest: %w", err)
-	}
-	_, werr := f.Write(data)
-	if werr == nil {
-		werr = f.Chmod(mode)
-	}
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(f.Name(), path)
-	}
-	if werr != nil {
-		_ = os.Remove(f.Name())
-		return fmt.Errorf("ota: store manifest: %w", werr)
-	}
-	return nil
-}
-
-// syncDir makes renames durable; best effort (some file systems refuse).
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
 }
 
 // release returns one stored release.

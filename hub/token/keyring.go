@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/outpost-iot/outpost/internal/fsx"
 )
 
 // Keyring holds the hub's token signing keys in a directory: one PEM file per
@@ -148,11 +150,7 @@ func (k *Keyring) saveLocked() error {
 	if err != nil {
 		return fmt.Errorf("keyring: %w", err)
 	}
-	tmp := filepath.Join(k.dir, "state.json.tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("keyring: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(k.dir, "state.json")); err != nil {
+	if err := fsx.WriteFileAtomic(filepath.Join(k.dir, "state.json"), b, 0o600); err != nil {
 		return fmt.Errorf("keyring: %w", err)
 	}
 	return nil

@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/outpost-iot/outpost/internal/fsx"
 )
 
 // InstallOptions add what installing on a running Pi needs to Options.
@@ -158,18 +160,5 @@ func replaceFile(p string, b []byte) error {
 	if st, err := os.Stat(p); err == nil {
 		mode = st.Mode().Perm()
 	}
-	tmp := p + ".outpost-new"
-	if err := os.WriteFile(tmp, b, mode); err != nil {
-		return err
-	}
-	f, err := os.Open(tmp)
-	if err == nil {
-		err = f.Sync()
-		f.Close()
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, p)
+	return fsx.WriteFileAtomic(p, b, mode)
 }
