@@ -885,7 +885,7 @@ func BenchmarkDashboardChartQuery7d(b *testing.B) {
 		v := 20 + 3*math.Sin(float64(i)/3600)
 		batch = append(batch, protocol.Record{Seq: uint64(i + 1), Kind: protocol.KindReading, Time: t0 + int64(i)*1000, Sensor: "tank", Value: &v, Unit: "C"})
 		if len(batch) == cap(batch) || i == n-1 {
-			if _, err := h.Store().AppendLog(ctx, "gw-week", batch); err != nil {
+			if err := h.Store().AppendLog(ctx, "gw-week", batch); err != nil {
 				b.Fatal(err)
 			}
 			batch = batch[:0]

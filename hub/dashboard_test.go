@@ -32,10 +32,10 @@ func TestAlertsAPI(t *testing.T) {
 		alertRec(3, now-60_000, "recent-cleared", protocol.AlertRaised), alertRec(4, now-30_000, "recent-cleared", protocol.AlertCleared),
 		alertRec(5, now-10_000, "temp-low", protocol.AlertRaised),
 	}
-	if _, err := th.Store().AppendLog(ctx, "gw-1", recs); err != nil {
+	if err := th.Store().AppendLog(ctx, "gw-1", recs); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := th.Store().AppendLog(ctx, "gw-2", []protocol.Record{alertRec(1, now, "ph-high", protocol.AlertRaised)}); err != nil {
+	if err := th.Store().AppendLog(ctx, "gw-2", []protocol.Record{alertRec(1, now, "ph-high", protocol.AlertRaised)}); err != nil {
 		t.Fatal(err)
 	}
 	type list struct {

@@ -35,7 +35,7 @@ type Verifier interface {
 
 // LogStore persists a device's log records; AppendLog returns once committed.
 type LogStore interface {
-	AppendLog(ctx context.Context, device string, recs []protocol.Record) (int, error)
+	AppendLog(ctx context.Context, device string, recs []protocol.Record) error
 	AppendLogAsync(ctx context.Context, device string, recs []protocol.Record) error
 }
 
@@ -607,7 +607,7 @@ func (h *logHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		return pk, nil
 	}
 	start := time.Now()
-	_, err = b.opts.Log.AppendLog(b.ctx, id, bt.Records)
+	err = b.opts.Log.AppendLog(b.ctx, id, bt.Records)
 	b.m.storeLat.Observe(time.Since(start).Seconds())
 	if err != nil {
 		b.m.storeErrors.Inc()

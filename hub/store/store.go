@@ -348,9 +348,8 @@ func (s *Store) deviceID(w *wtx, name string) (int64, error) {
 
 // AppendLog stores a device's records and returns once they are committed
 // (to the intake: see moveIntake); the log holds each (device, seq) at most
-// once. It returns len(recs): duplicates are counted when they are moved
-// (Duplicates).
-func (s *Store) AppendLog(ctx context.Context, device string, recs []protocol.Record) (int, error) {
+// once; duplicates are counted when they are moved (Duplicates).
+func (s *Store) AppendLog(ctx context.Context, device string, recs []protocol.Record) error {
 	return s.appendLog(ctx, device, recs, true)
 }
 
@@ -358,8 +357,7 @@ func (s *Store) AppendLog(ctx context.Context, device string, recs []protocol.Re
 // once (QoS 0 publishes: there is no acknowledgement to hold back). Close
 // drains the queue; errors are logged by the writer.
 func (s *Store) AppendLogAsync(ctx context.Context, device string, recs []protocol.Record) error {
-	_, err := s.appendLog(ctx, device, recs, false)
-	return err
+	return s.appendLog(ctx, device, recs, false)
 }
 
 // The writer moves the intake into log every moveEvery, or as soon as it
@@ -369,7 +367,7 @@ const (
 	moveAt    = 8192
 )
 
-func (s *Store) appendLog(ctx context.Context, device string, recs []protocol.Record, wait bool) (int, error) {
+func (s *Store) appendLog(ctx context.Context, device string, recs []protocol.Record, wait bool) error {
 	recv := s.opts.Now().UnixMilli()
 	// Encode outside the writer: it is the one serial part.
 	rows := make([]logRow, len(recs))
@@ -377,7 +375,7 @@ func (s *Store) appendLog(ctx context.Context, device string, recs []protocol.Re
 		r := &recs[i]
 		body, err := json.Marshal(r)
 		if err != nil {
-			return 0, fmt.Errorf("store: encode record %d: %w", r.Seq, err)
+			return fmt.Errorf("store: encode record %d: %w", r.Seq, err)
 		}
 		rows[i] = logRow{rec: r, body: body}
 		switch {
@@ -406,9 +404,9 @@ func (s *Store) appendLog(ctx context.Context, device string, recs []protocol.Re
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("store: append %s: %w", device, err)
+		return fmt.Errorf("store: append %s: %w", device, err)
 	}
-	return len(recs), nil
+	return nil
 }
 
 // Counts returns how many log records were newly stored and how many were

@@ -43,7 +43,7 @@ func TestAppendIdempotentAndConcurrent(t *testing.T) {
 			for i := 1; i <= 100; i += 10 {
 				// Every batch twice: at-least-once delivery.
 				for k := 0; k < 2; k++ {
-					if _, err := s.AppendLog(ctx, dev, readings(i, 10, 1_700_000_000_000)); err != nil {
+					if err := s.AppendLog(ctx, dev, readings(i, 10, 1_700_000_000_000)); err != nil {
 						t.Error(err)
 						return
 					}
@@ -74,12 +74,12 @@ func TestLogAndReadings(t *testing.T) {
 	s := open(t, Options{})
 	ctx := context.Background()
 	t0 := int64(1_700_000_000_000)
-	if _, err := s.AppendLog(ctx, "gw", readings(1, 600, t0)); err != nil {
+	if err := s.AppendLog(ctx, "gw", readings(1, 600, t0)); err != nil {
 		t.Fatal(err)
 	}
 	alert := protocol.Record{Seq: 601, Kind: protocol.KindAlert, Time: t0 + 601000, Sensor: "tank",
 		Alert: &protocol.Alert{Rule: "low", State: protocol.AlertRaised, Value: 9}}
-	if _, err := s.AppendLog(ctx, "gw", []protocol.Record{alert}); err != nil {
+	if err := s.AppendLog(ctx, "gw", []protocol.Record{alert}); err != nil {
 		t.Fatal(err)
 	}
 	recs, err := s.Log(ctx, "gw", 595, 100)
@@ -115,11 +115,11 @@ func TestRetention(t *testing.T) {
 	s := open(t, Options{RetainAge: time.Hour, RetainRows: 50, Now: func() time.Time { return clock }})
 	ctx := context.Background()
 	clock = now.Add(-2 * time.Hour)
-	if _, err := s.AppendLog(ctx, "gw", readings(1, 10, 1)); err != nil {
+	if err := s.AppendLog(ctx, "gw", readings(1, 10, 1)); err != nil {
 		t.Fatal(err)
 	}
 	clock = now
-	if _, err := s.AppendLog(ctx, "gw", readings(11, 100, 1)); err != nil {
+	if err := s.AppendLog(ctx, "gw", readings(11, 100, 1)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Retain(ctx); err != nil {
@@ -146,7 +146,7 @@ func TestCloseDrainsAndRefuses(t *testing.T) {
 	if err := s.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AppendLog(ctx, "gw", readings(1, 1, 1)); !errors.Is(err, ErrClosed) {
+	if err := s.AppendLog(ctx, "gw", readings(1, 1, 1)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("append after close: %v", err)
 	}
 	s, err = Open(ctx, filepath.Join(dir, "hub.db"), Options{})
@@ -176,7 +176,7 @@ func BenchmarkIngest(b *testing.B) {
 					defer wg.Done()
 					dev := fmt.Sprintf("gw-%d", d)
 					for i := 1; i <= per; i++ {
-						if _, err := s.AppendLog(ctx, dev, readings(i, 1, int64(i)*1000)); err != nil {
+						if err := s.AppendLog(ctx, dev, readings(i, 1, int64(i)*1000)); err != nil {
 							b.Error(err)
 							return
 						}
