@@ -17,6 +17,7 @@ import (
 
 	"github.com/outpost-iot/outpost/drivers"
 	"github.com/outpost-iot/outpost/drivers/internal/hw"
+	"github.com/outpost-iot/outpost/internal/wait"
 )
 
 // Family is the DS18B20's 1-Wire family code.
@@ -107,7 +108,7 @@ func (d *Dev) Sense(ctx context.Context) (float64, error) {
 	if err := ow.TxPower([]byte{0x44}, nil); err != nil { // Convert T
 		return 0, classify(err, what+": convert")
 	}
-	if err := hw.Sleep(ctx, d.wait); err != nil {
+	if err := wait.Sleep(ctx, d.wait); err != nil {
 		return 0, err
 	}
 	t, err := d.dev.LastTemp()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/outpost-iot/outpost/drivers"
 	"github.com/outpost-iot/outpost/drivers/internal/hw"
+	"github.com/outpost-iot/outpost/internal/wait"
 )
 
 // DefaultAddr is the EZO-pH's factory I²C address (99).
@@ -273,14 +274,14 @@ func (d *Dev) Command(ctx context.Context, cmd string, wait time.Duration) (stri
 
 var errPending = errors.New("still processing")
 
-func (d *Dev) command(ctx context.Context, cmd string, wait time.Duration) (string, error) {
+func (d *Dev) command(ctx context.Context, cmd string, delay time.Duration) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
 	if err := d.c.Tx([]byte(cmd), nil); err != nil {
 		return "", hw.I2CFault(err, "ezoph: send "+cmd)
 	}
-	if err := hw.Sleep(ctx, wait); err != nil {
+	if err := wait.Sleep(ctx, delay); err != nil {
 		return "", err
 	}
 	for try := 0; ; try++ {
@@ -298,7 +299,7 @@ func (d *Dev) command(ctx context.Context, cmd string, wait time.Duration) (stri
 		if try >= d.w.Retries {
 			return "", drivers.NewFault(drivers.CauseTimeout, nil, "ezoph: %s: still processing after %d reads", cmd, try+1)
 		}
-		if err := hw.Sleep(ctx, d.w.Retry); err != nil {
+		if err := wait.Sleep(ctx, d.w.Retry); err != nil {
 			return "", err
 		}
 	}

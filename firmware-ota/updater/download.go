@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/outpost-iot/outpost/internal/wait"
 )
 
 // errPermanent marks download errors that retrying cannot fix.
@@ -74,7 +76,7 @@ func (u *Updater) download(ctx context.Context, st State) error {
 			return err
 		}
 		u.log.Warn("ota: download interrupted; will resume", "err", err, "have", d.have, "total", st.Total, "retry_in", delay)
-		if err := sleep(ctx, delay); err != nil {
+		if err := wait.Sleep(ctx, delay); err != nil {
 			return err
 		}
 		delay = min(2*delay, u.cfg.RetryMax)
@@ -237,15 +239,4 @@ func parseContentRange(s string) (start, total int64, ok bool) {
 		return 0, 0, false
 	}
 	return start, total, true
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

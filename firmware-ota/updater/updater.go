@@ -16,6 +16,7 @@ import (
 
 	"github.com/outpost-iot/outpost/firmware-ota/manifest"
 	"github.com/outpost-iot/outpost/internal/protocol"
+	"github.com/outpost-iot/outpost/internal/wait"
 )
 
 // ErrRestart is returned by Run when the process must restart: the binary
@@ -647,7 +648,7 @@ func (u *Updater) trial(ctx context.Context) error {
 			return u.rollback(fmt.Sprintf("version %s not healthy within %v: %v", st.Release, u.cfg.HealthTimeout, last))
 		}
 		u.log.Debug("ota: health report not acknowledged yet", "err", err)
-		_ = sleep(hctx, delay)
+		_ = wait.Sleep(hctx, delay)
 		delay = min(2*delay, 10*time.Second)
 	}
 }
@@ -824,7 +825,7 @@ func (u *Updater) reporter(ctx context.Context) {
 			return
 		}
 		u.log.Debug("ota: status report not acknowledged; will retry", "state", o.st.State, "err", err, "retry_in", delay)
-		if sleep(ctx, delay) != nil {
+		if wait.Sleep(ctx, delay) != nil {
 			return
 		}
 		delay = min(2*delay, u.cfg.RetryMax)

@@ -16,6 +16,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/outpost-iot/outpost/internal/protocol"
+	"github.com/outpost-iot/outpost/internal/wait"
 )
 
 // ErrClaimRefused means the hub will not register the device with this
@@ -140,7 +141,7 @@ func Claim(ctx context.Context, cfg ClaimConfig) (protocol.ClaimResponse, error)
 				return fail()
 			}
 			log.Warn("uplink: claim: subscribe failed; retrying", "topic", respTopic, "err", err)
-			if sleep(ctx, time.Second) != nil {
+			if wait.Sleep(ctx, time.Second) != nil {
 				return fail()
 			}
 			continue
@@ -160,7 +161,7 @@ func Claim(ctx context.Context, cfg ClaimConfig) (protocol.ClaimResponse, error)
 			return protocol.ClaimResponse{}, fmt.Errorf("%w: hub refused the announcement: PUBACK 0x%02x", ErrClaimRefused, pr.ReasonCode)
 		case err != nil:
 			log.Warn("uplink: claim: announcement not delivered; retrying", "err", err)
-			if sleep(ctx, time.Second) != nil {
+			if wait.Sleep(ctx, time.Second) != nil {
 				return fail()
 			}
 			continue
@@ -169,7 +170,7 @@ func Claim(ctx context.Context, cfg ClaimConfig) (protocol.ClaimResponse, error)
 		if ctx.Err() != nil {
 			return fail()
 		}
-		wait := delay
+		next := delay
 		switch {
 		case !ok:
 			log.Warn("uplink: claim: no answer; announcing again", "waited", cfg.Wait)
@@ -181,12 +182,12 @@ func Claim(ctx context.Context, cfg ClaimConfig) (protocol.ClaimResponse, error)
 		case resp.Status == protocol.ClaimRejected:
 			return protocol.ClaimResponse{}, fmt.Errorf("%w: %s", ErrClaimRefused, resp.Reason)
 		default:
-			wait = max(wait, time.Duration(resp.Retry)*time.Second)
+			next = max(next, time.Duration(resp.Retry)*time.Second)
 			log.Info("uplink: claim pending: the hub waits for an operator to accept this device",
-				"device", id, "hint", "outpostctl devices accept "+id, "next_announce", wait)
+				"device", id, "hint", "outpostctl devices accept "+id, "next_announce", next)
 		}
 		delay = min(delay*3/2, cfg.MaxRetry)
-		if sleep(ctx, wait) != nil {
+		if wait.Sleep(ctx, next) != nil {
 			return fail()
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/outpost-iot/outpost/internal/protocol"
+	"github.com/outpost-iot/outpost/internal/wait"
 )
 
 // errConn means the connection went away mid-drain: wait for the next one.
@@ -116,7 +117,7 @@ func (u *Uplink) session(ctx context.Context, cm *autopaho.ConnectionManager) er
 				budget = min(budget+now.Sub(last).Seconds()*float64(u.cfg.BacklogRate), float64(u.cfg.BacklogRate))
 				last = now
 				if budget < 1 {
-					if err := sleep(ctx, time.Duration((1-budget)/float64(u.cfg.BacklogRate)*float64(time.Second))); err != nil {
+					if err := wait.Sleep(ctx, time.Duration((1-budget)/float64(u.cfg.BacklogRate)*float64(time.Second))); err != nil {
 						return err
 					}
 					continue
@@ -166,17 +167,6 @@ func trimAbove(recs []protocol.Record, max uint64) []protocol.Record {
 		}
 	}
 	return recs
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // send publishes recs as one batch and acknowledges them in the outbox after

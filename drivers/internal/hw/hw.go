@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"time"
 
 	"github.com/outpost-iot/outpost/drivers"
 )
@@ -53,22 +52,6 @@ func I2CFault(err error, what string) error {
 		cause = drivers.CauseMissing
 	}
 	return &drivers.Fault{Cause: cause, Detail: what, Err: err}
-}
-
-// Sleep waits for d or until ctx is done, whichever comes first, and returns
-// ctx.Err() in the second case. A zero or negative d only checks ctx.
-func Sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // CheckRange returns a CauseOutOfRange fault when v is outside [lo, hi] or
