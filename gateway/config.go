@@ -9,6 +9,7 @@ import (
 	"github.com/outpost-iot/outpost/drivers/catalog"
 	"github.com/outpost-iot/outpost/gateway/rules"
 	"github.com/outpost-iot/outpost/internal/config"
+	"github.com/outpost-iot/outpost/internal/logx"
 	"github.com/outpost-iot/outpost/internal/protocol"
 )
 
@@ -83,10 +84,7 @@ type Action struct {
 }
 
 // LogConfig selects log level and format.
-type LogConfig struct {
-	Level  string `yaml:"level"`
-	Format string `yaml:"format"`
-}
+type LogConfig = logx.Config
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
@@ -192,16 +190,7 @@ func (c *Config) Validate() error {
 	if c.OTA.HealthTimeout < time.Second || c.OTA.HealthTimeout > time.Hour {
 		p.Addf("ota.health_timeout", "%v must be within 1s..1h", c.OTA.HealthTimeout)
 	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		p.Addf("log.level", "%q (want debug, info, warn or error)", c.Log.Level)
-	}
-	switch c.Log.Format {
-	case "text", "json":
-	default:
-		p.Addf("log.format", "%q (want text or json)", c.Log.Format)
-	}
+	c.Log.Check(&p)
 	return p.Err()
 }
 

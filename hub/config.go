@@ -9,6 +9,7 @@ import (
 	"github.com/outpost-iot/outpost/firmware-ota/manifest"
 	"github.com/outpost-iot/outpost/hub/token"
 	"github.com/outpost-iot/outpost/internal/config"
+	"github.com/outpost-iot/outpost/internal/logx"
 )
 
 // Config is the hub's configuration: defaults → YAML file → environment →
@@ -108,10 +109,7 @@ type OTAConfig struct {
 }
 
 // LogConfig selects log level and format.
-type LogConfig struct {
-	Level  string `yaml:"level"`  // debug | info | warn | error
-	Format string `yaml:"format"` // text | json
-}
+type LogConfig = logx.Config
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
@@ -228,16 +226,7 @@ func (c *Config) Validate() error {
 			p.Addf("ota.public_url", "%q must be an https://host[:port][/path] URL (devices download only over HTTPS)", c.OTA.PublicURL)
 		}
 	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		p.Addf("log.level", "%q (want debug, info, warn or error)", c.Log.Level)
-	}
-	switch c.Log.Format {
-	case "text", "json":
-	default:
-		p.Addf("log.format", "%q (want text or json)", c.Log.Format)
-	}
+	c.Log.Check(&p)
 	return p.Err()
 }
 
