@@ -168,8 +168,8 @@ func (f FileInstaller) Discard() error {
 	return nil
 }
 
-// copyFile copies src to dst through a synced temporary file.
-func copyFile(src, dst string) (err error) {
+// copyFile copies src to dst (same mode) through a synced temporary file.
+func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -179,29 +179,7 @@ func copyFile(src, dst string) (err error) {
 	if err != nil {
 		return err
 	}
-	out, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = out.Close()
-			_ = os.Remove(out.Name())
-		}
-	}()
-	if _, err := io.Copy(out, in); err != nil {
-		return err
-	}
-	if err := out.Chmod(fi.Mode().Perm()); err != nil {
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	return os.Rename(out.Name(), dst)
+	return fsx.WriteReaderAtomic(dst, in, fi.Mode().Perm())
 }
 
 // ctxReader stops reading when ctx ends.

@@ -5,6 +5,7 @@
 package fsx
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -25,7 +26,12 @@ type File struct {
 // the mode (whatever the umask), the data and an fsync, is renamed over path,
 // and the directory is synced.
 func WriteFileAtomic(path string, data []byte, mode fs.FileMode) error {
-	if err := replace(File{path, data, mode}); err != nil {
+	return WriteReaderAtomic(path, bytes.NewReader(data), mode)
+}
+
+// WriteReaderAtomic is WriteFileAtomic with the content read from r.
+func WriteReaderAtomic(path string, r io.Reader, mode fs.FileMode) error {
+	if err := replace(path, r, mode); err != nil {
 		return err
 	}
 	return SyncDir(filepath.Dir(path))
@@ -52,11 +58,13 @@ func WriteFiles(files []File, force bool) error {
 	var created []string
 	dirs := map[string]bool{}
 	for _, f := range files {
-		write := create
+		var err error
 		if force {
-			write = replace
+			err = replace(f.Path, bytes.NewReader(f.Data), f.Mode)
+		} else {
+			err = create(f)
 		}
-		if err := write(f); err != nil {
+		if err != nil {
 			for _, p := range created {
 				_ = os.Remove(p) // best effort: leave no half-written set behind
 			}
@@ -90,12 +98,12 @@ func create(f File) (err error) {
 			_ = os.Remove(f.Path)
 		}
 	}()
-	return fill(fh, f)
+	return fill(fh, bytes.NewReader(f.Data), f.Mode)
 }
 
-// replace writes a temporary file next to f.Path and renames it over.
-func replace(f File) (err error) {
-	fh, err := os.CreateTemp(filepath.Dir(f.Path), "."+filepath.Base(f.Path)+".tmp*")
+// replace writes a temporary file next to path and renames it over.
+func replace(path string, r io.Reader, mode fs.FileMode) (err error) {
+	fh, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
 	}
@@ -105,18 +113,18 @@ func replace(f File) (err error) {
 			_ = os.Remove(fh.Name())
 		}
 	}()
-	if err := fill(fh, f); err != nil {
+	if err := fill(fh, r, mode); err != nil {
 		return err
 	}
-	return os.Rename(fh.Name(), f.Path)
+	return os.Rename(fh.Name(), path)
 }
 
 // fill sets the mode, writes, syncs and closes.
-func fill(fh *os.File, f File) error {
-	if err := fh.Chmod(f.Mode); err != nil {
+func fill(fh *os.File, r io.Reader, mode fs.FileMode) error {
+	if err := fh.Chmod(mode); err != nil {
 		return err
 	}
-	if _, err := fh.Write(f.Data); err != nil {
+	if _, err := io.Copy(fh, r); err != nil {
 		return err
 	}
 	if err := fh.Sync(); err != nil {
