@@ -49,7 +49,12 @@ type errorBody struct {
 
 // WriteError writes err as {"error": ..., "detail": ...} with its status.
 func WriteError(w http.ResponseWriter, err error) {
-	st := Status(err)
+	WriteErrorStatus(w, err, Status(err))
+}
+
+// WriteErrorStatus writes err with status st (a package with error kinds
+// of its own maps them first); a 500 does not show the error itself.
+func WriteErrorStatus(w http.ResponseWriter, err error, st int) {
 	body := errorBody{Error: http.StatusText(st), Detail: err.Error()}
 	if st == http.StatusInternalServerError {
 		body.Detail = "internal error (see the hub's log)"

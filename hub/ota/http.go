@@ -49,18 +49,8 @@ func Status(err error) int {
 	return api.Status(err)
 }
 
-type errorBody struct {
-	Error  string `json:"error"`
-	Detail string `json:"detail,omitempty"`
-}
-
 func writeError(w http.ResponseWriter, err error) {
-	st := Status(err)
-	body := errorBody{Error: http.StatusText(st), Detail: err.Error()}
-	if st == http.StatusInternalServerError {
-		body.Detail = "internal error (see the hub's log)"
-	}
-	api.WriteJSON(w, st, body)
+	api.WriteErrorStatus(w, err, Status(err))
 }
 
 // Handler serves the OTA routes under /api/v1/ota/. Every route but the
@@ -76,7 +66,7 @@ func (s *Service) Handler() http.Handler {
 	mux.Handle("POST /api/v1/ota/rollouts/{id}/{action}", s.admin(s.rolloutAction, s.o.MaxBody))
 	mux.HandleFunc("GET /api/v1/ota/artifacts/{sha256}", s.serveArtifact)
 	mux.HandleFunc("/api/v1/ota/", func(w http.ResponseWriter, r *http.Request) {
-		api.WriteJSON(w, http.StatusNotFound, errorBody{Error: "Not Found", Detail: r.Method + " " + r.URL.Path + " is not an OTA API route"})
+		api.WriteErrorStatus(w, errors.New(r.Method+" "+r.URL.Path+" is not an OTA API route"), http.StatusNotFound)
 	})
 	return mux
 }
