@@ -94,6 +94,8 @@ func TestDecodeBatchErrors(t *testing.T) {
 		`{"v":1,"records":[{"seq":1,"kind":"nope","t":5,"sensor":"a"}]}`:                                                                      "kind",
 		`{"v":1,"records":[{"seq":1,"kind":"alert","t":5,"alert":{"rule":"r","state":"x"}}]}`:                                                 "alert.state",
 		`{"v":1,"records":[{"seq":1,"kind":"fault","t":5,"sensor":"a"}]}`:                                                                     "fault.cause",
+		`{"v":1,"records":[{"seq":1,"kind":"fault","t":5,"sensor":"outbox","fault":{"cause":"dropped","seqs":{"first":9,"last":3}}}]}`:        "fault.seqs",
+		`{"v":1,"records":[{"seq":1,"kind":"fault","t":5,"sensor":"outbox","fault":{"cause":"dropped","seqs":{"first":0,"last":3}}}]}`:        "fault.seqs",
 		`{"v":1,"records":[{"seq":1,"kind":"reading","t":0,"sensor":"a","value":1}]}`:                                                         "unix ms",
 		`{"v":1,"records":[{"seq":1,"kind":"reading","clock":"mono","sensor":"a","value":1}]}`:                                                "boot",
 		`{"v":1,"records":[{"seq":1,"kind":"reading","t":5,"sensor":"a","value":1}]} {}`:                                                      "trailing",
@@ -117,6 +119,7 @@ func TestBatchRoundTrip(t *testing.T) {
 		{Seq: 1, Kind: KindReading, Time: 1700000000000, Sensor: "ph", Value: &v, Unit: "pH"},
 		{Seq: 2, Kind: KindAlert, Time: 1700000000001, Sensor: "ph", Alert: &Alert{Rule: "ph-high", State: AlertRaised, Value: 7.25, Labels: map[string]string{"site": "a"}}},
 		{Seq: 3, Kind: KindFault, Clock: ClockMono, Boot: "b1", MonoMS: 5, Sensor: "t1", Fault: &Fault{Cause: "crc"}},
+		{Seq: 4, Kind: KindFault, Time: 1700000000002, Sensor: "outbox", Fault: &Fault{Cause: "dropped", Seqs: &SeqRange{First: 2, Last: 3}}},
 	}}
 	b, _ := json.Marshal(in)
 	out, err := DecodeBatch(b)
@@ -133,6 +136,7 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add([]byte(`{"v":1,"records":[{"seq":1,"kind":"reading","t":5,"sensor":"a","value":1}]}`))
 	f.Add([]byte(`{"v":1,"records":[{"seq":1,"kind":"alert","t":5,"alert":{"rule":"r","state":"raised","value":1}}]}`))
 	f.Add([]byte(`{"v":1,"records":[{"seq":3,"kind":"fault","clock":"mono","boot":"x","mono":4,"sensor":"a","fault":{"cause":"crc"}}]}`))
+	f.Add([]byte(`{"v":1,"records":[{"seq":9,"kind":"fault","t":5,"sensor":"outbox","fault":{"cause":"dropped","seqs":{"first":2,"last":8}}}]}`))
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		bt, err := DecodeBatch(b)
