@@ -51,6 +51,7 @@ commands:
   check      validate the configuration (every problem, by key) and exit
   scan       list the sensors found on the I2C and 1-Wire buses
   calibrate  take a pH calibration point: calibrate ph --sensor NAME --buffer 7.00
+  install    set up this (running) Pi: binary, config, systemd unit, I2C and 1-Wire
   version    print the version
 `
 
