@@ -9,6 +9,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 )
 
@@ -52,7 +53,11 @@ func Dial(ctx context.Context, addr, clientID, token string, o Options) (*Client
 	if err != nil {
 		return nil, fmt.Errorf("mqtttest: dial %s: %w", addr, err)
 	}
-	cfg := paho.ClientConfig{ClientID: clientID, Conn: conn, OnClientError: o.OnError}
+	// paho writes a packet in several Writes and serialises packets only on
+	// a connection that is a sync.Locker: without the wrapper its pinger's
+	// PINGREQ can land inside another packet (the hub then drops the
+	// connection as malformed). autopaho wraps its connections the same way.
+	cfg := paho.ClientConfig{ClientID: clientID, Conn: packets.NewThreadSafeConn(conn), OnClientError: o.OnError}
 	if o.OnPublish != nil {
 		f := o.OnPublish
 		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
