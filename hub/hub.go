@@ -30,6 +30,7 @@ import (
 	"github.com/outpost-iot/outpost/hub/store"
 	"github.com/outpost-iot/outpost/hub/token"
 	"github.com/outpost-iot/outpost/hub/web"
+	"github.com/outpost-iot/outpost/internal/memtrim"
 	"github.com/outpost-iot/outpost/internal/metrics"
 	"github.com/outpost-iot/outpost/internal/protocol"
 )
@@ -49,6 +50,7 @@ type Hub struct {
 	httpLn     net.Listener
 	httpSrv    *http.Server
 	metrics    *metrics.Registry
+	trim       *memtrim.Trimmer // returns free heap to the kernel when idle (docs/decisions.md)
 	adminToken string
 	caFile     string
 	version    string
@@ -74,6 +76,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, version string) (*Hu
 	}
 	h := &Hub{cfg: cfg, log: log, metrics: &metrics.Registry{}, version: version, events: api.NewBroadcaster(),
 		pEvents: make(chan presence.Transition, 4096)}
+	h.metrics.GoRuntime()
+	h.trim = memtrim.New()
+	h.metrics.CounterFunc("outpost_memory_trims_total", "Times the idle hub returned free heap memory to the kernel.",
+		func() float64 { return float64(h.trim.Trims()) })
 	h.droppedEv = h.metrics.Counter("outpost_presence_events_dropped_total", "Presence events not published because the queue was full.")
 	ok := false
 	defer func() {
@@ -136,7 +142,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, version string) (*Hu
 		TLS: tlsCfg, Listen: cfg.MQTT.Listen, PlainListen: cfg.MQTT.PlainListen, HandshakeTimeout: cfg.MQTT.HandshakeTimeout,
 		Verifier: verifier, Presence: h.tracker, Log: h.store, Heartbeats: h.store, Refresher: h, Claims: h,
 		Metrics: h.metrics, Logger: log, WritesPending: cfg.MQTT.QueueSlots, Handlers: h.ota.Handlers(),
-		ReadBufferSize: cfg.MQTT.BufferSize, WriteBufferSize: cfg.MQTT.BufferSize,
+		WriteBufferSize: cfg.MQTT.BufferSize,
 	}); err != nil {
 		return nil, err
 	}
@@ -238,6 +244,10 @@ func (h *Hub) Addrs() Addresses {
 // AdminToken returns the admin API token.
 func (h *Hub) AdminToken() string { return h.adminToken }
 
+// trimInterval is how often the hub looks whether it went quiet with free
+// heap to return (internal/memtrim).
+const trimInterval = 10 * time.Second
+
 // Run serves until ctx ends, then shuts down in order: HTTP, broker (its
 // disconnects become presence transitions), events, store (drained).
 func (h *Hub) Run(ctx context.Context) error {
@@ -252,6 +262,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	g.Go(func() error { return h.tracker.Run(tickCtx, 500*time.Millisecond) })
 	otaCtx, stopOTA := context.WithCancel(context.Background())
 	g.Go(func() error { return h.ota.Run(otaCtx) })
+	g.Go(func() error { h.trim.Run(tickCtx, trimInterval); return nil })
 	evDone := make(chan struct{})
 	go func() { defer close(evDone); h.publishEvents() }()
 	g.Go(func() error {

@@ -17,6 +17,7 @@ type idleOpts struct {
 	concurrency int
 	keepalive   uint16
 	settle      time.Duration // longest wait for RSS to settle
+	wait        time.Duration // idle time before sampling
 }
 
 type idleRun struct {
@@ -24,7 +25,41 @@ type idleRun struct {
 	before      int64 // RSS bytes
 	after       int64
 	connectTime time.Duration
-	err         error
+	// The hub's Go runtime gauges (/metrics) before and after, in bytes
+	// (goroutines: a count); nil for Mosquitto.
+	rtBefore, rtAfter map[string]float64
+	err               error
+}
+
+// hubRuntime are the hub's /metrics gauges the idle report breaks RSS into.
+var hubRuntime = []struct{ metric, label string }{
+	{"go_goroutines", "goroutines"},
+	{"go_stack_bytes", "stacks KB"},
+	{"go_heap_objects_bytes", "heap objects KB"},
+	{"go_heap_unused_bytes", "heap unused KB"},
+	{"go_heap_free_bytes", "heap free KB"},
+}
+
+func (b *bench) hubRuntime(br *broker) (map[string]float64, error) {
+	m := map[string]float64{}
+	for _, g := range hubRuntime {
+		v, err := b.metric(br, g.metric)
+		if err != nil {
+			return nil, err
+		}
+		m[g.metric] = v
+	}
+	return m, nil
+}
+
+// runtimePerConn is the growth of a hub runtime gauge per connection (KB, or
+// a count for goroutines).
+func (r idleRun) runtimePerConn(metric string) float64 {
+	d := (r.rtAfter[metric] - r.rtBefore[metric]) / float64(r.n)
+	if metric == "go_goroutines" {
+		return d
+	}
+	return d / 1024
 }
 
 func (r idleRun) perConnKB() float64 {
@@ -52,6 +87,11 @@ func (b *bench) idle(ctx context.Context, o idleOpts) *idleSummary {
 			} else {
 				b.progress("idle %s n=%d: RSS %.1f → %.1f MiB: %.1f KB per connection (connected in %v)",
 					kind, n, mib(r.before), mib(r.after), r.perConnKB(), r.connectTime.Round(time.Millisecond))
+				if r.rtAfter != nil {
+					b.progress("idle %s n=%d: per connection %.2f goroutines, stacks %.1f KB, heap objects %.1f KB, unused %.1f KB, free %.1f KB",
+						kind, n, r.runtimePerConn("go_goroutines"), r.runtimePerConn("go_stack_bytes"),
+						r.runtimePerConn("go_heap_objects_bytes"), r.runtimePerConn("go_heap_unused_bytes"), r.runtimePerConn("go_heap_free_bytes"))
+				}
 			}
 		}
 	}
@@ -74,6 +114,12 @@ func (b *bench) idleOnce(ctx context.Context, kind string, n int, o idleOpts) id
 	if r.before, err = settledRSS(ctx, br.pid(), 5*time.Second); err != nil {
 		r.err = err
 		return r
+	}
+	if kind == kindHub {
+		if r.rtBefore, err = b.hubRuntime(br); err != nil {
+			r.err = err
+			return r
+		}
 	}
 	clients := make([]*loadgen.Client, n)
 	defer func() {
@@ -136,6 +182,14 @@ func (b *bench) idleOnce(ctx context.Context, kind string, n int, o idleOpts) id
 	if r.err != nil {
 		return r
 	}
+	// Idle devices stay idle for hours: sample once the broker had time to
+	// settle after the connection storm (the hub trims its heap when quiet).
+	select {
+	case <-ctx.Done():
+		r.err = ctx.Err()
+		return r
+	case <-time.After(o.wait):
+	}
 	if r.after, err = settledRSS(ctx, br.pid(), o.settle); err != nil {
 		r.err = err
 		return r
@@ -143,6 +197,12 @@ func (b *bench) idleOnce(ctx context.Context, kind string, n int, o idleOpts) id
 	if err := br.alive(); err != nil {
 		r.err = err
 		return r
+	}
+	if kind == kindHub {
+		if r.rtAfter, err = b.hubRuntime(br); err != nil {
+			r.err = err
+			return r
+		}
 	}
 	// Every connection must still be up (none cut while idle).
 	for i, c := range clients {
@@ -187,7 +247,7 @@ func settledRSS(ctx context.Context, pid int, maxWait time.Duration) (int64, err
 func (s *idleSummary) markdown() string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "N idle TLS connections (the hub: one device id and token each; Mosquitto: anonymous), keepalive %d s, "+
-		"opened %d at a time; per connection = (RSS once settled − RSS before) / N.\n\n", s.opts.keepalive, s.opts.concurrency)
+		"opened %d at a time, then left idle for %v; per connection = (RSS once settled − RSS before) / N.\n\n", s.opts.keepalive, s.opts.concurrency, s.opts.wait)
 	t := table{head: []string{"N", "broker", "RSS before", "RSS after", "KB per connection", "connect time"}}
 	for _, n := range s.opts.counts {
 		for _, kind := range s.opts.brokers {
@@ -207,6 +267,26 @@ func (s *idleSummary) markdown() string {
 		}
 	}
 	sb.WriteString(t.String())
+	rt := table{head: []string{"N"}}
+	for _, g := range hubRuntime {
+		rt.head = append(rt.head, g.label)
+	}
+	for _, n := range s.opts.counts {
+		r, ok := s.runs[idleKey(kindHub, n)]
+		if !ok || r.err != nil || r.rtAfter == nil {
+			continue
+		}
+		row := []string{fmt.Sprint(n)}
+		for _, g := range hubRuntime {
+			row = append(row, fmt.Sprintf("%.1f", r.runtimePerConn(g.metric)))
+		}
+		rt.add(row...)
+	}
+	if len(rt.rows) > 0 {
+		sb.WriteString("\nThe hub's growth per connection by its Go runtime gauges (`/metrics`): goroutines, stacks, " +
+			"live and not yet swept heap objects, and free heap not yet returned to the kernel.\n\n")
+		sb.WriteString(rt.String())
+	}
 	return sb.String()
 }
 

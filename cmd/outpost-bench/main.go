@@ -116,6 +116,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.idle.concurrency, "idle-concurrency", 32, "idle: connections opened at once")
 	fs.UintVar(&o.keepIdle, "idle-keepalive", 60, "idle: keepalive (s)")
 	fs.DurationVar(&o.idle.settle, "idle-settle", 20*time.Second, "idle: longest wait for the broker's RSS to settle")
+	fs.DurationVar(&o.idle.wait, "idle-wait", 25*time.Second, "idle: time the connections stay idle before RSS is sampled")
 	fs.IntVar(&o.conn.concurrency, "connect-concurrency", 4, "connect: connects at once")
 	fs.UintVar(&o.keepPres, "keepalive", 5, "presence: keepalive (s) of the frozen clients")
 	fs.StringVar(&o.store.benchtime, "benchtime", "20000x", "store: go test -benchtime")

@@ -83,7 +83,7 @@ type Options struct {
 
 	// Per-client resources (memory per idle connection).
 	WritesPending   int32 // outbound queue slots; default 128
-	ReadBufferSize  int   // default 2048
+	ReadBufferSize  int   // default 256: tls.Conn already buffers a whole record; this only gathers header bytes
 	WriteBufferSize int   // default 2048
 	MaxPacketSize   uint32
 }
@@ -145,7 +145,7 @@ func New(opts Options) (*Broker, error) {
 		opts.WritesPending = 128
 	}
 	if opts.ReadBufferSize <= 0 {
-		opts.ReadBufferSize = 2048
+		opts.ReadBufferSize = 256
 	}
 	if opts.WriteBufferSize <= 0 {
 		opts.WriteBufferSize = 2048

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -151,6 +152,7 @@ type ClientState struct {
 	outbound        chan *packets.Packet // queue for pending outbound packets
 	endOnce         sync.Once            // only end once
 	isTakenOver     atomic.Bool          // used to identify orphaned clients
+	writing         atomic.Bool          // a WriteLoop is running (OUTPOST patch)
 	packetID        uint32               // the current highest packetID
 	open            context.Context      // indicate that the client is open for packet exchange
 	cancelOpen      context.CancelFunc   // cancel function for open context
@@ -190,19 +192,63 @@ func newClient(c net.Conn, o *ops) *Client {
 	return cl
 }
 
-// WriteLoop ranges over pending outbound messages and writes them to the client connection.
+// writerLinger is how long a client's writer goroutine waits for more
+// outbound packets before it exits (OUTPOST patch: writers run only while
+// there is something to write, so an idle connection keeps one goroutine).
+const writerLinger = time.Second
+
+// startWriter makes sure a WriteLoop is draining the outbound queue; call it
+// after every send to cl.State.outbound.
+func (cl *Client) startWriter() {
+	if cl.State.writing.CompareAndSwap(false, true) {
+		go cl.WriteLoop()
+	}
+}
+
+// WriteLoop ranges over pending outbound messages and writes them to the client
+// connection, and returns once the queue stayed empty for writerLinger or the
+// client closed. Only startWriter starts it.
 func (cl *Client) WriteLoop() {
-	for {
-		select {
-		case pk := <-cl.State.outbound:
-			if err := cl.WritePacket(*pk); err != nil {
-				// TODO : Figure out what to do with error
-				cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
-			}
-			atomic.AddInt32(&cl.State.outboundQty, -1)
-		case <-cl.State.open.Done():
-			return
+	var linger *time.Timer
+	defer func() {
+		if linger != nil {
+			linger.Stop()
 		}
+	}()
+	for {
+		var pk *packets.Packet
+		select {
+		case pk = <-cl.State.outbound:
+		case <-cl.State.open.Done():
+			cl.State.writing.Store(false)
+			return
+		default:
+			if linger == nil {
+				linger = time.NewTimer(writerLinger)
+			} else {
+				linger.Reset(writerLinger)
+			}
+			select {
+			case pk = <-cl.State.outbound:
+			case <-cl.State.open.Done():
+				cl.State.writing.Store(false)
+				return
+			case <-linger.C:
+				cl.State.writing.Store(false)
+				// A packet queued after the receive gave up but before the
+				// flag was cleared found a writer running: take it on, unless
+				// its sender already started a new one.
+				if len(cl.State.outbound) == 0 || !cl.State.writing.CompareAndSwap(false, true) {
+					return
+				}
+				continue
+			}
+		}
+		if err := cl.WritePacket(*pk); err != nil {
+			// TODO : Figure out what to do with error
+			cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
+		}
+		atomic.AddInt32(&cl.State.outboundQty, -1)
 	}
 }
 
@@ -211,7 +257,10 @@ func (cl *Client) ParseConnect(lid string, pk packets.Packet) {
 	cl.Net.Listener = lid
 
 	cl.Properties.ProtocolVersion = pk.ProtocolVersion
-	cl.Properties.Username = pk.Connect.Username
+	// OUTPOST patch: here and below copies (the decoder's strings and slices
+	// alias the packet), so the session does not keep the whole CONNECT packet
+	// (with its password, a channel token) alive.
+	cl.Properties.Username = bytes.Clone(pk.Connect.Username)
 	cl.Properties.Clean = pk.Connect.Clean
 	cl.Properties.Props = pk.Properties.Copy(false)
 
@@ -233,7 +282,7 @@ func (cl *Client) ParseConnect(lid string, pk packets.Packet) {
 	cl.State.Inflight.ResetSendQuota(int32(cl.Properties.Props.ReceiveMaximum))            // client receive max
 	cl.State.TopicAliases.Outbound = NewOutboundTopicAliases(cl.Properties.Props.TopicAliasMaximum)
 
-	cl.ID = pk.Connect.ClientIdentifier
+	cl.ID = strings.Clone(pk.Connect.ClientIdentifier)
 	if cl.ID == "" {
 		cl.ID = xid.New().String() // [MQTT-3.1.3-6] [MQTT-3.1.3-7]
 		cl.Properties.Props.AssignedClientID = cl.ID
@@ -243,8 +292,8 @@ func (cl *Client) ParseConnect(lid string, pk packets.Packet) {
 		cl.Properties.Will = Will{
 			Qos:               pk.Connect.WillQos,
 			Retain:            pk.Connect.WillRetain,
-			Payload:           pk.Connect.WillPayload,
-			TopicName:         pk.Connect.WillTopic,
+			Payload:           bytes.Clone(pk.Connect.WillPayload),
+			TopicName:         strings.Clone(pk.Connect.WillTopic),
 			WillDelayInterval: pk.Connect.WillProperties.WillDelayInterval,
 			User:              pk.Connect.WillProperties.User,
 		}
@@ -377,16 +426,24 @@ func (cl *Client) Read(packetHandler ReadFn) error {
 			return err
 		}
 
-		pk, err := cl.ReadPacket(fh)
-		if err != nil {
-			return err
-		}
-
-		err = packetHandler(cl, pk) // Process inbound packet.
+		err = cl.handleNext(fh, packetHandler)
 		if err != nil {
 			return err
 		}
 	}
+}
+
+// handleNext reads the packet that fh starts and processes it. It is kept out
+// of Read (OUTPOST patch) so that the packet, 800 bytes, is not in the frame an
+// idle connection's goroutine keeps while it waits for the next packet.
+//
+//go:noinline
+func (cl *Client) handleNext(fh *packets.FixedHeader, packetHandler ReadFn) error {
+	pk, err := cl.ReadPacket(fh)
+	if err != nil {
+		return err
+	}
+	return packetHandler(cl, pk) // Process inbound packet.
 }
 
 // Stop instructs the client to shut down all processing goroutines and disconnect.
@@ -475,9 +532,9 @@ func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err er
 
 	atomic.AddInt64(&cl.ops.info.BytesReceived, int64(n))
 
-	// Decode the remaining packet values using a fresh copy of the bytes,
-	// otherwise the next packet will change the data of this one.
-	px := append([]byte{}, p[:]...)
+	// p is this packet's own buffer (OUTPOST patch: the copy mochi made of it
+	// here doubled every packet's allocation for nothing).
+	px := p
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
 		err = pk.ConnectDecode(px)

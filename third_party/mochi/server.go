@@ -402,14 +402,24 @@ func (s *Server) EstablishConnection(listener string, c net.Conn) error {
 }
 
 // attachClient validates an incoming client connection and if viable, attaches the client
-// to the server, performs session housekeeping, and reads incoming packets.
+// to the server, performs session housekeeping, and hands the connection to a goroutine
+// that reads incoming packets (OUTPOST patch: it returns once the session is established;
+// the reading goroutine starts with a small stack, which the TLS handshake and CONNECT
+// processing would otherwise have grown for the connection's whole life).
 func (s *Server) attachClient(cl *Client, listener string) error {
-	defer s.Listeners.ClientsWg.Done()
 	s.Listeners.ClientsWg.Add(1)
+	if err := s.connectClient(cl, listener); err != nil {
+		cl.Stop(nil)
+		s.Listeners.ClientsWg.Done()
+		return err
+	}
+	go s.serveClient(cl, listener)
+	return nil
+}
 
-	go cl.WriteLoop()
-	defer cl.Stop(nil)
-
+// connectClient reads and validates the CONNECT packet, authenticates the client and
+// establishes its session; on success the client counts as connected.
+func (s *Server) connectClient(cl *Client, listener string) (err error) {
 	pk, err := s.readConnectionPacket(cl)
 	if err != nil {
 		return fmt.Errorf("read connection: %w", err)
@@ -450,7 +460,11 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	}
 
 	atomic.AddInt64(&s.Info.ClientsConnected, 1)
-	defer atomic.AddInt64(&s.Info.ClientsConnected, -1)
+	defer func() {
+		if err != nil {
+			atomic.AddInt64(&s.Info.ClientsConnected, -1)
+		}
+	}()
 
 	s.hooks.OnSessionEstablish(cl, pk)
 
@@ -472,8 +486,22 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	}
 
 	s.hooks.OnSessionEstablished(cl, pk)
+	return nil
+}
 
-	err = cl.Read(s.receivePacket)
+// serveClient reads a connected client's packets until the connection ends, then
+// ends its session.
+func (s *Server) serveClient(cl *Client, listener string) {
+	defer s.Listeners.ClientsWg.Done()
+	defer cl.Stop(nil)
+	defer atomic.AddInt64(&s.Info.ClientsConnected, -1)
+	s.endClient(cl, listener, cl.Read(s.receivePacket))
+}
+
+// endClient ends the session of a client whose connection ended with err.
+//
+//go:noinline
+func (s *Server) endClient(cl *Client, listener string, err error) {
 	if err != nil {
 		s.sendLWT(cl)
 		cl.Stop(err)
@@ -490,8 +518,6 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 		s.UnsubscribeClient(cl)
 		s.Clients.Delete(cl.ID) // [MQTT-4.1.0-2] ![MQTT-3.1.2-23]
 	}
-
-	return err
 }
 
 // readConnectionPacket reads the first incoming header for a connection, and if
@@ -1100,6 +1126,7 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 	select {
 	case cl.State.outbound <- &out:
 		atomic.AddInt32(&cl.State.outboundQty, 1)
+		cl.startWriter()
 	default:
 		atomic.AddInt64(&s.Info.MessagesDropped, 1)
 		cl.ops.hooks.OnPublishDropped(cl, pk)
