@@ -158,7 +158,7 @@ keyfile %s
 allow_anonymous true
 persistence false
 max_inflight_messages 100
-max_queued_messages 10000
+max_queued_messages 1000000
 set_tcp_nodelay true
 connection_messages false
 log_dest stderr
