@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/outpost-iot/outpost/hub"
@@ -66,13 +65,6 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, set := os.LookupEnv("GOGC"); !set {
-		// Collect at 200 % heap growth rather than 100 %: fewer collections
-		// per message under load (docs/benchmarks.md: about 15 % less CPU
-		// per message). The idle hub gives the headroom back (memtrim).
-		// GOGC in the environment wins.
-		debug.SetGCPercent(hubGCPercent)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	h, err := hub.New(ctx, cfg, log, buildinfo.Version)
@@ -81,9 +73,6 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	return h.Run(ctx)
 }
-
-// hubGCPercent is the hub's GOGC unless the environment sets one.
-const hubGCPercent = 200
 
 // loadConfig applies defaults → file → environment → flags, then validates.
 func loadConfig(cmd string, args []string, stderr io.Writer) (hub.Config, error) {

@@ -144,21 +144,22 @@ type Will struct {
 
 // ClientState tracks the state of the client.
 type ClientState struct {
-	TopicAliases    TopicAliases         // a map of topic aliases
-	stopCause       atomic.Value         // reason for stopping
-	Inflight        *Inflight            // a map of in-flight qos messages
-	Subscriptions   *Subscriptions       // a map of the subscription filters a client maintains
-	disconnected    int64                // the time the client disconnected in unix time, for calculating expiry
-	outbound        chan *packets.Packet // queue for pending outbound packets
-	endOnce         sync.Once            // only end once
-	isTakenOver     atomic.Bool          // used to identify orphaned clients
-	writing         atomic.Bool          // a WriteLoop is running (OUTPOST patch)
-	packetID        uint32               // the current highest packetID
-	open            context.Context      // indicate that the client is open for packet exchange
-	cancelOpen      context.CancelFunc   // cancel function for open context
-	outboundQty     int32                // number of messages currently in the outbound queue
-	Keepalive       uint16               // the number of seconds the connection can wait
-	ServerKeepalive bool                 // keepalive was set by the server
+	TopicAliases    TopicAliases                         // a map of topic aliases
+	stopCause       atomic.Value                         // reason for stopping
+	Inflight        *Inflight                            // a map of in-flight qos messages
+	Subscriptions   *Subscriptions                       // a map of the subscription filters a client maintains
+	disconnected    int64                                // the time the client disconnected in unix time, for calculating expiry
+	outbound        atomic.Pointer[chan *packets.Packet] // queue for pending outbound packets, made on first use (OUTPOST patch)
+	outboundMu      sync.Mutex                           // makes outbound
+	endOnce         sync.Once                            // only end once
+	isTakenOver     atomic.Bool                          // used to identify orphaned clients
+	writing         atomic.Bool                          // a WriteLoop is running (OUTPOST patch)
+	packetID        uint32                               // the current highest packetID
+	open            context.Context                      // indicate that the client is open for packet exchange
+	cancelOpen      context.CancelFunc                   // cancel function for open context
+	outboundQty     int32                                // number of messages currently in the outbound queue
+	Keepalive       uint16                               // the number of seconds the connection can wait
+	ServerKeepalive bool                                 // keepalive was set by the server
 }
 
 // newClient returns a new instance of Client. This is almost exclusively used by Server
@@ -173,7 +174,6 @@ func newClient(c net.Conn, o *ops) *Client {
 			open:          ctx,
 			cancelOpen:    cancel,
 			Keepalive:     defaultKeepalive,
-			outbound:      make(chan *packets.Packet, o.options.Capabilities.MaximumClientWritesPending),
 		},
 		Properties: ClientProperties{
 			ProtocolVersion: defaultClientProtocolVersion, // default protocol version
@@ -197,8 +197,34 @@ func newClient(c net.Conn, o *ops) *Client {
 // there is something to write, so an idle connection keeps one goroutine).
 const writerLinger = time.Second
 
+// outboundQueue returns the client's queue of pending outbound packets,
+// making it on first use: most devices are never delivered anything, and
+// the queue (MaximumClientWritesPending slots) would be most of what an idle
+// client costs beyond its connection (OUTPOST patch).
+func (cl *Client) outboundQueue() chan *packets.Packet {
+	if q := cl.State.outbound.Load(); q != nil {
+		return *q
+	}
+	cl.State.outboundMu.Lock()
+	defer cl.State.outboundMu.Unlock()
+	if q := cl.State.outbound.Load(); q != nil {
+		return *q
+	}
+	q := make(chan *packets.Packet, cl.ops.options.Capabilities.MaximumClientWritesPending)
+	cl.State.outbound.Store(&q)
+	return q
+}
+
+// outboundLen is the number of packets in the outbound queue.
+func (cl *Client) outboundLen() int {
+	if q := cl.State.outbound.Load(); q != nil {
+		return len(*q)
+	}
+	return 0
+}
+
 // startWriter makes sure a WriteLoop is draining the outbound queue; call it
-// after every send to cl.State.outbound.
+// after every send to the outbound queue.
 func (cl *Client) startWriter() {
 	if cl.State.writing.CompareAndSwap(false, true) {
 		go cl.WriteLoop()
@@ -209,6 +235,7 @@ func (cl *Client) startWriter() {
 // connection, and returns once the queue stayed empty for writerLinger or the
 // client closed. Only startWriter starts it.
 func (cl *Client) WriteLoop() {
+	outbound := cl.outboundQueue()
 	var linger *time.Timer
 	defer func() {
 		if linger != nil {
@@ -218,7 +245,7 @@ func (cl *Client) WriteLoop() {
 	for {
 		var pk *packets.Packet
 		select {
-		case pk = <-cl.State.outbound:
+		case pk = <-outbound:
 		case <-cl.State.open.Done():
 			cl.State.writing.Store(false)
 			return
@@ -229,7 +256,7 @@ func (cl *Client) WriteLoop() {
 				linger.Reset(writerLinger)
 			}
 			select {
-			case pk = <-cl.State.outbound:
+			case pk = <-outbound:
 			case <-cl.State.open.Done():
 				cl.State.writing.Store(false)
 				return
@@ -238,7 +265,7 @@ func (cl *Client) WriteLoop() {
 				// A packet queued after the receive gave up but before the
 				// flag was cleared found a writer running: take it on, unless
 				// its sender already started a new one.
-				if len(cl.State.outbound) == 0 || !cl.State.writing.CompareAndSwap(false, true) {
+				if len(outbound) == 0 || !cl.State.writing.CompareAndSwap(false, true) {
 					return
 				}
 				continue
@@ -659,7 +686,7 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	n, err := func() (int64, error) {
 		cl.Lock()
 		defer cl.Unlock()
-		if len(cl.State.outbound) == 0 {
+		if cl.outboundLen() == 0 {
 			if cl.Net.outbuf == nil {
 				return buf.WriteTo(cl.Net.Conn)
 			}
