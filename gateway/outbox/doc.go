@@ -4,7 +4,8 @@
 // acknowledged it first. This is the gateway half of design invariant 2
 // ("nothing lost, nothing doubled"), with the trade-off described under
 // "Durability" below: a record may be published from memory, before it is
-// on disk.
+// on disk; a journal in the page cache keeps it across a crash of the
+// process.
 //
 // # Sequence numbers
 //
@@ -20,11 +21,13 @@
 // own transaction; below 256, the background goroutine does it in a small
 // transaction of its own; Append waits for a reservation only if none is
 // left. So a reservation costs one small transaction per 1024 records at
-// most. Open continues after max(meta.last_seq, greatest stored seq).
+// most. Open continues after max(meta.last_seq, greatest stored seq), or,
+// after a crash of the process, right after the last seq the journal
+// accounts for (it holds every seq handed out since the last commit).
 // Close lowers the mark to the last seq handed out, so a clean restart
-// continues without a gap; after a crash or power cut the next seq is above
-// the reservation, and the hub may see a gap (the seqs of records lost in
-// the crash window, and reserved seqs never handed out), never a clash.
+// continues without a gap; after a power cut the next seq is above the
+// reservation, and the hub may see a gap (the seqs of records lost in the
+// crash window, and reserved seqs never handed out), never a clash.
 //
 // The reservation reuses meta.last_seq (formerly "raised to the last
 // committed seq by every transaction that deletes records"), so the schema
@@ -34,8 +37,11 @@
 //
 // # Durability
 //
-// Writes are grouped to spare the SD card. Append only buffers the record
-// in memory. The buffer is committed in one transaction at most
+// Writes are grouped to spare the SD card. Append buffers the record in
+// memory and writes it to the journal (journal.go): one write(2) to a file
+// that is emptied after each commit, so it lives in the page cache and
+// almost never reaches the disk, but survives the process. The buffer is
+// committed in one transaction at most
 // FlushInterval (default 1 s) after its first record, or as soon as
 // FlushRecords (default 256) unacknowledged records wait (the Append that
 // finds the buffer full commits it first), or by Flush, AppendSync and
@@ -55,19 +61,27 @@
 // acknowledged is never returned again by the read methods of this
 // process.
 //
-//   - What a crash or power cut can lose: the unacknowledged records of the
-//     buffer, appended in the last FlushInterval (at most FlushRecords of
-//     them) and not committed yet, that had not reached the hub yet (a
-//     record the hub received, but whose PUBACK had not arrived, is at the
-//     hub anyway). A caller that needs a record durable now (an alert) uses
-//     AppendSync, or Flush after Append. Their seqs are not assigned again
-//     (see above): the hub sees a gap, and it is reported: meta.floor
-//     (raised by every commit that writes meta) marks a seq up to which
-//     every record is stored or acknowledged; Open adds (max(floor,
-//     greatest stored seq), reserved mark] to the unreported range with
-//     reason "crash" (a superset: it includes delivered records and seqs
-//     never handed out), and the DropNotice record reports it, so no record
-//     is lost silently. A clean Close leaves no such range.
+//   - What a crash of the process (kill -9, panic, OOM killer) loses:
+//     nothing. Open reads the journal, which the kernel kept: the buffered
+//     records come back (Stats.Recovered) and are committed, and the seqs
+//     continue right after the last one handed out, without a gap. A
+//     record acknowledged before the crash may come back too and is sent
+//     again (the hub keeps each (device, seq) once).
+//   - What a power cut or kernel crash can lose: the unacknowledged records
+//     of the buffer, appended in the last FlushInterval (at most
+//     FlushRecords of them) and not committed yet, that had not reached the
+//     hub yet, unless the journal reached the disk (the journal of an
+//     earlier boot is used for what it holds). A caller that needs a record
+//     durable now (an alert) uses AppendSync, or Flush after Append. Their
+//     seqs are not assigned again (see above): the hub sees a gap, and it
+//     is reported: meta.floor (raised by every commit that writes meta)
+//     marks a seq up to which every record is stored or acknowledged; Open
+//     adds (max(floor, greatest stored or journalled seq), reserved mark]
+//     to the unreported range with reason "crash" (a superset: it includes
+//     delivered records and seqs never handed out), and the DropNotice
+//     record reports it, so no record is lost silently. The same happens
+//     after a crash while the journal was off (a failed write, see
+//     Stats.JournalErr). A clean Close leaves no such range.
 //   - What it cannot lose or break: a committed, unacknowledged record; the
 //     sequence (no seq is ever reused, so a new record is never discarded
 //     by the hub as a duplicate of one published before the crash).

@@ -16,8 +16,11 @@ import (
 )
 
 // procIO reads this process's I/O counters from /proc/self/io:
-// write_bytes is what reached (or will reach) the block layer, wchar what
-// was passed to write(2) and friends.
+// writeBytes is what reached (or will reach) the block layer, i.e.
+// write_bytes less cancelled_write_bytes (dirty page cache that was never
+// written because its file was truncated or deleted first: the journal,
+// replaced after each commit), wchar what was passed to write(2) and
+// friends.
 func procIO(t testing.TB) (writeBytes, wchar int64, ok bool) {
 	t.Helper()
 	b, err := os.ReadFile("/proc/self/io")
@@ -33,7 +36,9 @@ func procIO(t testing.TB) (writeBytes, wchar int64, ok bool) {
 		}
 		switch string(k) {
 		case "write_bytes":
-			writeBytes = n
+			writeBytes += n
+		case "cancelled_write_bytes":
+			writeBytes -= n
 		case "wchar":
 			wchar = n
 		}

@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"embed"
@@ -110,6 +111,9 @@ type Options struct {
 	// beforeCommit, if set (by tests), runs in each commit transaction just
 	// before it commits; an error fails the commit.
 	beforeCommit func() error
+	// bootID returns the kernel's boot id (tests simulate a reboot); nil
+	// reads /proc/sys/kernel/random/boot_id.
+	bootID func() string
 }
 
 // DropRange describes records deleted unacknowledged to stay within the
@@ -134,6 +138,8 @@ type Stats struct {
 	AckedUnwritten uint64        // records acknowledged before they were ever written to disk (since Open)
 	AckedStored    int           // acknowledged records still stored, deleted by the next commit
 	FlushErr       error         // error of the last commit attempt, nil once one succeeds
+	Recovered      int           // records Open recovered from the journal (appended, not committed, before a crash)
+	JournalErr     error         // why the journal is off (a failed write), nil while it works; a crash then may lose buffered records, reported as with a power cut
 }
 
 // state is the outbox's view of the database. Only a writer (holding wmu)
@@ -204,7 +210,12 @@ type Outbox struct {
 	ackedUnwritten uint64
 	flushErr       error
 	noticeQueued   bool
-	metaPending    bool // meta must be written by the next commit (Open found a crash)
+	metaPending    bool     // meta must be written by the next commit (Open found a crash)
+	jr             *journal // buffered records, for crash recovery (journal.go); nil for an in-memory database
+	jrBase         uint64   // the previous run's journal: base, generation, current file (Open)
+	jrGen          uint64
+	jrCur          int
+	recovered      int
 	closed         bool
 	commitCh       chan struct{} // closed and replaced at each commit of new records
 	appendCh       chan struct{} // closed at the next Append; nil until Appended asks for one
@@ -262,7 +273,13 @@ func Open(ctx context.Context, path string, opts Options) (*Outbox, error) {
 		quit:          make(chan struct{}),
 		done:          make(chan struct{}),
 	}
+	if path != ":memory:" && !strings.HasPrefix(path, "file:") {
+		o.jr = &journal{path: path, boot: opts.bootID()}
+	}
 	if err := o.load(ctx); err != nil {
+		if o.jr != nil {
+			o.jr.close(false)
+		}
 		_ = db.Close() // the load error is the one to report
 		return nil, err
 	}
@@ -285,6 +302,9 @@ func resolve(o *Options) error {
 	}
 	if o.Clock == nil {
 		o.Clock = time.Now
+	}
+	if o.bootID == nil {
+		o.bootID = readBootID
 	}
 	if o.FlushInterval < 0 || o.FlushRecords < 0 {
 		return fmt.Errorf("outbox: negative FlushInterval (%v) or FlushRecords (%d)", o.FlushInterval, o.FlushRecords)
@@ -344,17 +364,51 @@ func (o *Outbox) load(ctx context.Context) error {
 	// that were assigned in memory and not committed, unless the hub had
 	// acknowledged them: report the range, like dropped records.
 	s.floor = max(s.floor, uint64(maxSeq))
-	if s.reserved > s.floor {
-		s.un = mergeRange(s.un, DropRange{First: s.floor + 1, Last: s.reserved, Count: s.reserved - s.floor, Reasons: "crash"})
-		o.metaPending = true
+	last := s.reserved // every seq handed out is at most last
+	recovered, complete, err := o.recover(s)
+	if err != nil {
+		return err
+	}
+	if complete {
+		// The journal accounts for every seq handed out (see journal.go):
+		// no record was lost, and the next seq follows the last one.
+		last = s.floor
+		for i := range recovered {
+			last = max(last, recovered[i].seq)
+		}
+		last = max(last, o.jrBase)
+		if last > s.floor {
+			s.floor = last
+			o.metaPending = true
+		}
+		s.committed = last // the high-water mark: no seq above it was handed out
+	} else {
+		for i := range recovered {
+			s.floor = max(s.floor, recovered[i].seq)
+		}
+		if s.reserved > s.floor {
+			s.un = mergeRange(s.un, DropRange{First: s.floor + 1, Last: s.reserved, Count: s.reserved - s.floor, Reasons: "crash"})
+			o.metaPending = true
+		}
 	}
 	if err := o.readOldest(ctx, o.db, &s); err != nil {
 		return err
 	}
 	o.st = s
-	o.lastSeq = s.reserved
+	o.lastSeq = last
 	o.oldest = rowRef{s.oldestSeq, s.oldestAdded}
 	o.scanFrom = s.oldestSeq
+	o.buf, o.recovered = recovered, len(recovered)
+	for i := range recovered {
+		o.bufBytes += recovered[i].size()
+	}
+	if o.jr != nil {
+		// A new generation for this run, before any seq is handed out: the
+		// previous run's must not be taken for this one's.
+		if err := o.jr.open(o.jrCur, o.jrGen); err == nil {
+			_ = o.jr.rewrite(o.lastSeq, o.buf)
+		}
+	}
 
 	// Apply the bounds (they may be smaller than last time, or records
 	// aged) and reserve seqs (the reservation is used up: lastSeq is the
@@ -368,6 +422,37 @@ func (o *Outbox) load(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// recover reads the journal left by the previous run: the records in it
+// above the floor (neither stored nor acknowledged), and whether it is
+// complete (written during this boot; see journal.go).
+// o.jrBase receives its base.
+func (o *Outbox) recover(s state) (rows []row, complete bool, err error) {
+	if o.jr == nil {
+		return nil, false, nil
+	}
+	js, err := readJournal(o.jr)
+	if err != nil || !js.found {
+		return nil, false, err
+	}
+	o.jrCur, o.jrGen = js.idx, js.gen
+	if js.base > s.reserved {
+		// Not this database's journal (the database was replaced): its
+		// seqs mean nothing here.
+		return nil, false, nil
+	}
+	for _, r := range js.rows {
+		if r.seq > s.floor && r.seq <= s.reserved {
+			rows = append(rows, r)
+		}
+	}
+	slices.SortFunc(rows, func(a, b row) int { return cmp.Compare(a.seq, b.seq) })
+	rows = slices.CompactFunc(rows, func(a, b row) bool { return a.seq == b.seq })
+	o.jrBase = js.base
+	// Written during this boot: complete, even with a torn last entry (an
+	// Append killed in its write, whose seq nobody saw).
+	return rows, js.boot != "" && js.boot == o.jr.boot, nil
 }
 
 // loadSeries reads the series table into o.series.
@@ -508,6 +593,12 @@ func (o *Outbox) pushLocked(r row) uint64 {
 	}
 	o.buf = append(o.buf, r)
 	o.bufBytes += r.size()
+	if o.jr != nil {
+		// Before anyone sees the seq. A failure turns the journal off
+		// (Stats.JournalErr) until the next commit; the record is buffered
+		// all the same.
+		_ = o.jr.append(&o.buf[len(o.buf)-1])
+	}
 	if o.appendCh != nil {
 		close(o.appendCh)
 		o.appendCh = nil
@@ -646,6 +737,10 @@ func (o *Outbox) commitLocked(ctx context.Context) error {
 		o.mu.Lock()
 		o.inflight, o.inflightBytes = nil, 0
 		o.flushErr = nil
+		if o.jr != nil && (o.jr.entries > len(o.buf) || !o.jr.on) {
+			// Records acknowledged before they were committed: drop their entries.
+			_ = o.jr.rewrite(o.lastSeq, o.buf)
+		}
 		o.maybeQueueNoticeLocked()
 		o.mu.Unlock()
 		return nil
@@ -719,6 +814,10 @@ func (o *Outbox) commitLocked(ctx context.Context) error {
 		}
 	}
 	o.st = s
+	if o.jr != nil {
+		// The batch is stored: the journal keeps only what is still buffered.
+		_ = o.jr.rewrite(o.lastSeq, o.buf)
+	}
 	if newRecords {
 		close(o.commitCh)
 		o.commitCh = make(chan struct{})
@@ -1011,6 +1110,10 @@ func (o *Outbox) Stats() Stats {
 		AckedUnwritten: o.ackedUnwritten,
 		AckedStored:    len(o.acked),
 		FlushErr:       o.flushErr,
+		Recovered:      o.recovered,
+	}
+	if o.jr != nil {
+		st.JournalErr = o.jr.err
 	}
 	if o.noticeAcked {
 		st.Unreported = DropRange{}
@@ -1066,6 +1169,11 @@ func (o *Outbox) Close(ctx context.Context) error {
 		ferr = fmt.Errorf("outbox: close: %d buffered records not stored: %w", n, err)
 	}
 	o.mu.Lock()
+	if o.jr != nil {
+		// Everything is stored unless the final commit failed: then the
+		// journal keeps the buffered records for the next Open.
+		o.jr.close(ferr == nil)
+	}
 	close(o.commitCh)
 	o.commitCh = closedCh
 	if o.appendCh != nil {
