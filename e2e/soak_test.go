@@ -198,9 +198,16 @@ func procStats(b *testing.B, pid int) stats {
 	stt, _ := strconv.ParseInt(fs[12], 10, 64)
 	s.cpuUS = (ut + stt) * 10000 // USER_HZ = 100
 	io, _ := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	// Bytes sent to the disk: write_bytes less the dirty page cache that
+	// was dropped before writeback (the outbox journal, emptied each commit).
 	for _, l := range strings.Split(string(io), "\n") {
 		if v, ok := strings.CutPrefix(l, "write_bytes: "); ok {
-			s.writeBytes, _ = strconv.ParseInt(v, 10, 64)
+			n, _ := strconv.ParseInt(v, 10, 64)
+			s.writeBytes += n
+		}
+		if v, ok := strings.CutPrefix(l, "cancelled_write_bytes: "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			s.writeBytes -= n
 		}
 	}
 	return s

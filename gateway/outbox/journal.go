@@ -293,9 +293,10 @@ func encodeJournalRow(b []byte, r *row) []byte {
 	b = binary.AppendVarint(b, r.kind)
 	b = binary.AppendVarint(b, r.t)
 	b = binary.AppendVarint(b, r.added)
-	b = appendBytes(b, []byte(r.series.sensor))
-	b = appendBytes(b, []byte(r.series.unit))
-	b = appendBytes(b, r.body)
+	b = appendString(b, r.series.sensor)
+	b = appendString(b, r.series.unit)
+	b = binary.AppendUvarint(b, uint64(len(r.body)))
+	b = append(b, r.body...)
 	if r.hasValue {
 		b = append(b, 1)
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(r.value))
@@ -305,7 +306,7 @@ func encodeJournalRow(b []byte, r *row) []byte {
 	return b
 }
 
-func appendBytes(b, p []byte) []byte {
+func appendString(b []byte, p string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(p)))
 	return append(b, p...)
 }
