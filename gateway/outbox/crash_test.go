@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/outpost-iot/outpost/internal/sqlitex"
 )
 
 // crashEnv names the database a child process (TestCrashChild) writes to.
@@ -267,4 +269,55 @@ func runAndKill(t *testing.T, path string, target uint64) (childRun, error) {
 		return run, fmt.Errorf("child did not die of SIGKILL: %v", err)
 	}
 	return run, nil
+}
+
+// A journal is trusted only if its run was the last to reserve seqs: here,
+// after the child's kill, another process (a rolled-back firmware without
+// a journal, say) opened the database and reserved a block, and may have
+// handed out seqs the journal does not know. The outbox must then report
+// the range and continue above the reservation, not right after the
+// journal's last seq.
+func TestCrashJournalOfAnotherRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	run, err := runAndKill(t, path, 37)
+	if err != nil {
+		t.Fatal(err)
+	}
+	highest := run.assigned[len(run.assigned)-1]
+	db, err := sqlitex.Open(bg, path, sqlitex.Options{FullSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reserved uint64
+	if err := db.QueryRow(`SELECT last_seq FROM meta WHERE id = 1`).Scan(&reserved); err != nil {
+		t.Fatal(err)
+	}
+	reserved += reserveBlock // the other process's reservation
+	if _, err := db.Exec(`UPDATE meta SET last_seq = ? WHERE id = 1`, reserved); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	o := openT(t, path, Options{})
+	st := o.Stats()
+	if st.LastSeq != reserved || !strings.Contains(st.Unreported.Reasons, "crash") || st.Unreported.Last != reserved || st.Unreported.First > highest+1 {
+		t.Fatalf("after another run reserved up to %d: %+v; want the journal distrusted (range up to %d reported, last seq %d)", reserved, st, reserved, reserved)
+	}
+	// What the journal held is kept all the same.
+	stored := map[uint64]bool{}
+	for _, r := range all(t, o) {
+		stored[r.Seq] = true
+	}
+	acked := map[uint64]bool{}
+	for _, s := range run.acked {
+		acked[s] = true
+	}
+	for _, s := range run.assigned {
+		if !stored[s] && !acked[s] {
+			t.Fatalf("seq %d, appended and not acknowledged, is lost", s)
+		}
+	}
 }

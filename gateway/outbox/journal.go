@@ -18,22 +18,26 @@ import (
 // "Durability" in the package comment. It is two files beside the database
 // (path + ".pending.0" and ".1"), used in turn:
 //
-//	header (64 bytes): "OPJ2" | generation (8, LE) | base seq (8, LE) | boot id length (1) | boot id (39, padded) | CRC-32C of the above (4)
+//	header (72 bytes): "OPJ2" | generation (8, LE) | base seq (8, LE) | reserved mark (8, LE) | boot id length (1) | boot id (39, padded) | CRC-32C of the above (4)
 //	entry:             payload length (4, LE) | CRC-32C of payload (4) | payload (encodeJournalRow)
 //
 // Append writes one entry per record to the current file, before its seq
 // is returned or any reader sees it; the write lands in the page cache,
 // which outlives the process. After every commit the other file is
 // rewritten in place (truncated, the records still buffered written, the
-// header last) with the next generation and, as base, the last seq handed
-// out, and becomes the current one. So a file never holds much more than
+// header last) with the next generation, as base the last seq handed out,
+// and the reservation (meta.last_seq) as committed, and becomes the current
+// one; a reservation committed on its own rewrites it too. So a file never holds much more than
 // one flush interval of records, and a file truncated within the kernel's
 // writeback delay (30 s) after it was written is never written to the disk
 // at all. Rewriting in place (no new file, no rename) also spares the file
 // system's metadata: ext4 writes a file renamed over another to disk at once.
 //
 // At Open the valid file with the highest generation is read. If it was
-// written during the current boot (same boot id), it is complete: every seq
+// written during the current boot (same boot id) and its reservation is the
+// database's (no other process, e.g. a rolled-back firmware, opened the
+// database since and handed out seqs the journal does not know), it is
+// complete: every seq
 // handed out is at most max(base, its last entry), and every record above
 // the database's floor is in it, stored, or acknowledged (a torn last entry
 // belongs to an Append that never returned: its seq was never seen). The
@@ -45,7 +49,7 @@ import (
 const (
 	journalSuffix = ".pending."
 	journalMagic  = "OPJ2"
-	headerSize    = 64
+	headerSize    = 72
 	maxBootID     = 39
 	bootIDFile    = "/proc/sys/kernel/random/boot_id"
 	// maxJournalEntry bounds one entry's payload when reading (a record is
@@ -102,7 +106,7 @@ func (j *journal) open(cur int, gen uint64) error {
 // the next generation and base. Until the header is written the current
 // file stays the valid one with the highest generation. On failure the
 // journal is turned off (see fail).
-func (j *journal) rewrite(base uint64, rows []row) error {
+func (j *journal) rewrite(base, reserved uint64, rows []row) error {
 	if j.f[0] == nil && j.err == nil {
 		return nil // closed
 	}
@@ -129,7 +133,7 @@ func (j *journal) rewrite(base uint64, rows []row) error {
 		}
 	}
 	end := headerSize + int64(len(j.buf))
-	j.buf = appendJournalHeader(j.buf[:0], j.gen+1, base, j.boot)
+	j.buf = appendJournalHeader(j.buf[:0], j.gen+1, base, reserved, j.boot)
 	if _, err := f.WriteAt(j.buf, 0); err != nil {
 		return j.fail(fmt.Errorf("outbox: journal: %w", err))
 	}
@@ -189,11 +193,12 @@ func (j *journal) close(remove bool) {
 
 // journalState is what Open reads from a journal.
 type journalState struct {
-	found bool
-	idx   int // which file
-	gen   uint64
-	boot  string
-	base  uint64
+	found    bool
+	idx      int // which file
+	gen      uint64
+	boot     string
+	base     uint64
+	reserved uint64
 	rows  []row // in file order (ascending seqs)
 	torn  bool  // the file ends in an incomplete or corrupt entry
 }
@@ -221,11 +226,11 @@ func readJournal(j *journal) (journalState, error) {
 
 func parseJournal(b []byte) journalState {
 	var s journalState
-	gen, base, boot, ok := parseJournalHeader(b)
+	h, ok := parseJournalHeader(b)
 	if !ok {
 		return s
 	}
-	s.found, s.gen, s.boot, s.base = true, gen, boot, base
+	s.found, s.gen, s.boot, s.base, s.reserved = true, h.gen, h.boot, h.base, h.reserved
 	b = b[headerSize:]
 	for len(b) > 0 {
 		if len(b) < 8 {
@@ -249,7 +254,7 @@ func parseJournal(b []byte) journalState {
 	return s
 }
 
-func appendJournalHeader(b []byte, gen, base uint64, boot string) []byte {
+func appendJournalHeader(b []byte, gen, base, reserved uint64, boot string) []byte {
 	if len(boot) > maxBootID {
 		boot = boot[:maxBootID]
 	}
@@ -257,22 +262,33 @@ func appendJournalHeader(b []byte, gen, base uint64, boot string) []byte {
 	b = append(b, journalMagic...)
 	b = binary.LittleEndian.AppendUint64(b, gen)
 	b = binary.LittleEndian.AppendUint64(b, base)
+	b = binary.LittleEndian.AppendUint64(b, reserved)
 	b = append(b, byte(len(boot)))
 	b = append(b, boot...)
 	b = append(b, make([]byte, maxBootID-len(boot))...)
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], crcTable))
 }
 
-func parseJournalHeader(b []byte) (gen, base uint64, boot string, ok bool) {
+type journalHeader struct {
+	gen, base, reserved uint64
+	boot                string
+}
+
+func parseJournalHeader(b []byte) (journalHeader, bool) {
 	if len(b) < headerSize || string(b[:4]) != journalMagic ||
 		crc32.Checksum(b[:headerSize-4], crcTable) != binary.LittleEndian.Uint32(b[headerSize-4:]) {
-		return 0, 0, "", false
+		return journalHeader{}, false
 	}
-	bl := int(b[20])
+	bl := int(b[28])
 	if bl > maxBootID {
-		return 0, 0, "", false
+		return journalHeader{}, false
 	}
-	return binary.LittleEndian.Uint64(b[4:]), binary.LittleEndian.Uint64(b[12:]), string(b[21 : 21+bl]), true
+	return journalHeader{
+		gen:      binary.LittleEndian.Uint64(b[4:]),
+		base:     binary.LittleEndian.Uint64(b[12:]),
+		reserved: binary.LittleEndian.Uint64(b[20:]),
+		boot:     string(b[29 : 29+bl]),
+	}, true
 }
 
 func appendJournalEntry(b []byte, r *row) []byte {

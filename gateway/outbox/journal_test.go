@@ -36,7 +36,7 @@ func journalRows(t testing.TB) []row {
 func ptrF(v float64) *float64 { return &v }
 
 func journalBytes(gen, base uint64, boot string, rows []row) []byte {
-	b := appendJournalHeader(nil, gen, base, boot)
+	b := appendJournalHeader(nil, gen, base, base+1024, boot)
 	for i := range rows {
 		b = appendJournalEntry(b, &rows[i])
 	}
@@ -50,7 +50,7 @@ func TestJournalRoundTripAndTornTail(t *testing.T) {
 	rows := journalRows(t)
 	b := journalBytes(7, 9, "boot-a", rows)
 	s := parseJournal(b)
-	if !s.found || s.gen != 7 || s.base != 9 || s.boot != "boot-a" || s.torn {
+	if !s.found || s.gen != 7 || s.base != 9 || s.reserved != 9+1024 || s.boot != "boot-a" || s.torn {
 		t.Fatalf("header: %+v", s)
 	}
 	if !reflect.DeepEqual(s.rows, rows) {
@@ -80,7 +80,7 @@ func TestJournalRoundTripAndTornTail(t *testing.T) {
 	for _, bad := range []func([]byte){
 		func(b []byte) { b[0] = 'X' },  // magic
 		func(b []byte) { b[5] ^= 1 },   // generation, under the CRC
-		func(b []byte) { b[20] = 200 }, // boot id length
+		func(b []byte) { b[28] = 200 }, // boot id length
 	} {
 		c := bytes.Clone(b)
 		bad(c)
@@ -166,7 +166,7 @@ func FuzzParseJournal(f *testing.F) {
 	rows := journalRows(f)
 	f.Add(journalBytes(1, 0, "b", rows))
 	f.Add(journalBytes(2, 5, "", rows[:1]))
-	f.Add(appendJournalHeader(nil, 3, 3, "x"))
+	f.Add(appendJournalHeader(nil, 3, 3, 1027, "x"))
 	f.Add([]byte("OPJ2"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s := parseJournal(b)

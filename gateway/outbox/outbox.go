@@ -406,7 +406,7 @@ func (o *Outbox) load(ctx context.Context) error {
 		// A new generation for this run, before any seq is handed out: the
 		// previous run's must not be taken for this one's.
 		if err := o.jr.open(o.jrCur, o.jrGen); err == nil {
-			_ = o.jr.rewrite(o.lastSeq, o.buf)
+			_ = o.jr.rewrite(o.lastSeq, o.st.reserved, o.buf)
 		}
 	}
 
@@ -450,9 +450,10 @@ func (o *Outbox) recover(s state) (rows []row, complete bool, err error) {
 	slices.SortFunc(rows, func(a, b row) int { return cmp.Compare(a.seq, b.seq) })
 	rows = slices.CompactFunc(rows, func(a, b row) bool { return a.seq == b.seq })
 	o.jrBase = js.base
-	// Written during this boot: complete, even with a torn last entry (an
-	// Append killed in its write, whose seq nobody saw).
-	return rows, js.boot != "" && js.boot == o.jr.boot, nil
+	// Written during this boot, and the last to reserve seqs: complete, even
+	// with a torn last entry (an Append killed in its write, whose seq
+	// nobody saw).
+	return rows, js.boot != "" && js.boot == o.jr.boot && js.reserved == s.reserved, nil
 }
 
 // loadSeries reads the series table into o.series.
@@ -650,6 +651,11 @@ func (o *Outbox) reserve(ctx context.Context, minRoom uint64) (err error) {
 	o.txs.Add(1)
 	o.mu.Lock()
 	o.st.reserved = s.reserved
+	if o.jr != nil {
+		// The journal must know the reservation: at Open a different one
+		// means another process used the database since.
+		_ = o.jr.rewrite(o.lastSeq, o.st.reserved, o.buf)
+	}
 	o.mu.Unlock()
 	return nil
 }
@@ -739,7 +745,7 @@ func (o *Outbox) commitLocked(ctx context.Context) error {
 		o.flushErr = nil
 		if o.jr != nil && (o.jr.entries > len(o.buf) || !o.jr.on) {
 			// Records acknowledged before they were committed: drop their entries.
-			_ = o.jr.rewrite(o.lastSeq, o.buf)
+			_ = o.jr.rewrite(o.lastSeq, o.st.reserved, o.buf)
 		}
 		o.maybeQueueNoticeLocked()
 		o.mu.Unlock()
@@ -816,7 +822,7 @@ func (o *Outbox) commitLocked(ctx context.Context) error {
 	o.st = s
 	if o.jr != nil {
 		// The batch is stored: the journal keeps only what is still buffered.
-		_ = o.jr.rewrite(o.lastSeq, o.buf)
+		_ = o.jr.rewrite(o.lastSeq, o.st.reserved, o.buf)
 	}
 	if newRecords {
 		close(o.commitCh)
