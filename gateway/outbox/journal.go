@@ -199,8 +199,8 @@ type journalState struct {
 	boot     string
 	base     uint64
 	reserved uint64
-	rows  []row // in file order (ascending seqs)
-	torn  bool  // the file ends in an incomplete or corrupt entry
+	rows     []row // in file order (ascending seqs)
+	torn     bool  // the file ends in an incomplete or corrupt entry
 }
 
 // readJournal reads the valid journal file with the highest generation. A
