@@ -49,8 +49,9 @@ type Gateway struct {
 	tokens  *FileTokens
 	ota     *updater.Updater
 
-	healthMu sync.Mutex
-	health   map[string]string // sensor → "ok" or fault cause
+	healthMu   sync.Mutex
+	health     map[string]string // sensor → "ok" or fault cause
+	journalOff bool              // the outbox's journal was off at the last heartbeat
 }
 
 // New opens the outbox and the sensors and prepares the uplink.
@@ -95,6 +96,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, version string) (*Ga
 		FlushInterval: cfg.Outbox.FlushInterval, DropNotice: g.dropNotice,
 	}); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	if st := g.ob.Stats(); st.Recovered > 0 {
+		log.Info("gateway: outbox recovered records the last run had not committed (journal)", "records", st.Recovered)
 	}
 	if g.up, err = uplink.New(uplink.Config{
 		Broker: cfg.Hub.Address, TLS: tlsCfg, DeviceID: cfg.DeviceID,
@@ -365,6 +369,18 @@ func (g *Gateway) fixClock(r *protocol.Record) {
 
 func (g *Gateway) heartbeat() protocol.Heartbeat {
 	st := g.ob.Stats()
+	g.healthMu.Lock()
+	if off := st.JournalErr != nil; off != g.journalOff {
+		// Without its journal the outbox can lose buffered records in a
+		// crash (reported, never silent); say so once, and when it is back.
+		g.journalOff = off
+		if off {
+			g.log.Warn("gateway: outbox journal off until the next commit succeeds", "err", st.JournalErr)
+		} else {
+			g.log.Info("gateway: outbox journal back on")
+		}
+	}
+	g.healthMu.Unlock()
 	hb := protocol.Heartbeat{UptimeS: int64(g.clock.SinceBoot() / time.Second), Outbox: st.Depth, Sensors: map[string]string{}}
 	g.healthMu.Lock()
 	for k, v := range g.health {
