@@ -206,6 +206,32 @@ func BenchmarkIngest(b *testing.B) {
 	}
 }
 
+// BenchmarkIngestAsync measures rows/s of QoS 0 log batches: queued, never
+// waited for, committed in the writer's large groups, then counted.
+func BenchmarkIngestAsync(b *testing.B) {
+	s := open(b, Options{})
+	ctx := context.Background()
+	const devices = 10
+	per := b.N/devices + 1
+	b.ResetTimer()
+	for i := 1; i <= per; i++ {
+		for d := range devices {
+			if err := s.AppendLogAsync(ctx, fmt.Sprintf("gw-%d", d), readings(i, 1, int64(i)*1000)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	// A waited-for append after them: the writer commits in order.
+	if err := s.AppendLog(ctx, "gw-barrier", readings(1, 1, 1000)); err != nil {
+		b.Fatal(err)
+	}
+	if n, _, err := s.Counts(ctx); err != nil || n != int64(per*devices+1) {
+		b.Fatalf("stored %d of %d: %v", n, per*devices+1, err)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(per*devices)/b.Elapsed().Seconds(), "rows/s")
+}
+
 func TestAppendLogAsyncIsCommittedByClose(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
