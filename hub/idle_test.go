@@ -71,9 +71,10 @@ func TestIdleConnectionHoldsOneGoroutine(t *testing.T) {
 		return err == nil && d.State == "online"
 	})
 	delta := settle() - before
-	// n reading goroutines; a few more may belong to the hub's own work
-	// (a store commit in flight, an HTTP connection of the health check).
-	if delta < n || delta > n+5 {
+	// n reading goroutines; a few more or fewer may belong to the hub's own
+	// work (a store commit in flight, an HTTP connection of the health
+	// check). Two per connection (stock mochi) would be 2n.
+	if delta < n-3 || delta > n+5 {
 		t.Fatalf("%d idle connections added %d goroutines, want %d (one each)", n, delta, n)
 	}
 }
