@@ -292,7 +292,9 @@ type gw struct {
 func newGateway(t testing.TB, h *hub, id, hubAddr string) *gw {
 	t.Helper()
 	dir := t.TempDir()
-	tok := h.ctl(t, "token", "issue", "--device", id, "--profile", "gateway", "--ttl", "1h")
+	// 24 h: longer than any test's network outage (the soak's 1 h one
+	// included). A gateway cannot refresh its token while it is offline.
+	tok := h.ctl(t, "token", "issue", "--device", id, "--profile", "gateway", "--ttl", "24h")
 	tokFile := filepath.Join(dir, "token")
 	if err := os.WriteFile(tokFile, []byte(tok), 0o600); err != nil {
 		t.Fatal(err)

@@ -48,7 +48,7 @@ func BenchmarkGatewaySoak(b *testing.B) {
 	px := newProxy(b, mqttAddr)
 
 	// Observer: sees every log batch after the hub stored it.
-	obsTok := strings.TrimSpace(h.ctl(b, "token", "issue", "--device", "observer", "--sub", "outpost/v1/d/+/log", "--ttl", "1h"))
+	obsTok := strings.TrimSpace(h.ctl(b, "token", "issue", "--device", "observer", "--sub", "outpost/v1/d/+/log", "--ttl", "24h"))
 	tc, _ := certs.ClientTLS(filepath.Join(h.dir, "pki", "ca.crt"))
 	var mu sync.Mutex
 	type arrival struct {
