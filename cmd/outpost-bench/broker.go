@@ -277,28 +277,53 @@ func (br *broker) token(id string, sub bool) (string, error) {
 
 // metric reads one unlabelled sample from the hub's /metrics.
 func (b *bench) metric(br *broker, name string) (float64, error) {
+	m, err := b.metrics(br, name)
+	return m[name], err
+}
+
+// metrics reads unlabelled samples from one scrape of the hub's /metrics.
+func (b *bench) metrics(br *broker, names ...string) (map[string]float64, error) {
 	req, _ := http.NewRequest("GET", br.httpURL+"/metrics", nil)
 	req.Header.Set("Authorization", "Bearer "+br.admin)
 	resp, err := b.httpClient(10 * time.Second).Do(req)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
-	return parseMetric(resp.Body, name)
+	return parseMetrics(resp.Body, names...)
 }
 
 func parseMetric(r io.Reader, name string) (float64, error) {
+	m, err := parseMetrics(r, name)
+	return m[name], err
+}
+
+func parseMetrics(r io.Reader, names ...string) (map[string]float64, error) {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	m := map[string]float64{}
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) == 2 && f[0] == name {
-			return strconv.ParseFloat(f[1], 64)
+		if len(f) == 2 && want[f[0]] {
+			v, err := strconv.ParseFloat(f[1], 64)
+			if err != nil {
+				return nil, fmt.Errorf("metric %s: %w", f[0], err)
+			}
+			m[f[0]] = v
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return 0, err
+		return nil, err
 	}
-	return 0, fmt.Errorf("metric %s not found", name)
+	for _, n := range names {
+		if _, ok := m[n]; !ok {
+			return nil, fmt.Errorf("metric %s not found", n)
+		}
+	}
+	return m, nil
 }
 
 // Process statistics from procfs.

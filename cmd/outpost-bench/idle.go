@@ -41,15 +41,11 @@ var hubRuntime = []struct{ metric, label string }{
 }
 
 func (b *bench) hubRuntime(br *broker) (map[string]float64, error) {
-	m := map[string]float64{}
-	for _, g := range hubRuntime {
-		v, err := b.metric(br, g.metric)
-		if err != nil {
-			return nil, err
-		}
-		m[g.metric] = v
+	names := make([]string, len(hubRuntime))
+	for i, g := range hubRuntime {
+		names[i] = g.metric
 	}
-	return m, nil
+	return b.metrics(br, names...)
 }
 
 // runtimePerConn is the growth of a hub runtime gauge per connection (KB, or

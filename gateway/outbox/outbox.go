@@ -212,9 +212,6 @@ type Outbox struct {
 	noticeQueued   bool
 	metaPending    bool     // meta must be written by the next commit (Open found a crash)
 	jr             *journal // buffered records, for crash recovery (journal.go); nil for an in-memory database
-	jrBase         uint64   // the previous run's journal: base, generation, current file (Open)
-	jrGen          uint64
-	jrCur          int
 	recovered      int
 	closed         bool
 	commitCh       chan struct{} // closed and replaced at each commit of new records
@@ -365,7 +362,7 @@ func (o *Outbox) load(ctx context.Context) error {
 	// acknowledged them: report the range, like dropped records.
 	s.floor = max(s.floor, uint64(maxSeq))
 	last := s.reserved // every seq handed out is at most last
-	recovered, complete, err := o.recover(s)
+	js, recovered, complete, err := o.recover(s)
 	if err != nil {
 		return err
 	}
@@ -376,7 +373,7 @@ func (o *Outbox) load(ctx context.Context) error {
 		for i := range recovered {
 			last = max(last, recovered[i].seq)
 		}
-		last = max(last, o.jrBase)
+		last = max(last, js.base)
 		if last > s.floor {
 			s.floor = last
 			o.metaPending = true
@@ -405,7 +402,7 @@ func (o *Outbox) load(ctx context.Context) error {
 	if o.jr != nil {
 		// A new generation for this run, before any seq is handed out: the
 		// previous run's must not be taken for this one's.
-		if err := o.jr.open(o.jrCur, o.jrGen); err == nil {
+		if err := o.jr.open(js.idx, js.gen); err == nil {
 			_ = o.jr.rewrite(o.lastSeq, o.st.reserved, o.buf)
 		}
 	}
@@ -426,21 +423,19 @@ func (o *Outbox) load(ctx context.Context) error {
 
 // recover reads the journal left by the previous run: the records in it
 // above the floor (neither stored nor acknowledged), and whether it is
-// complete (written during this boot; see journal.go).
-// o.jrBase receives its base.
-func (o *Outbox) recover(s state) (rows []row, complete bool, err error) {
+// complete (written during this boot; see journal.go). js is what was read
+// (its file and generation: the next one writes the other file).
+func (o *Outbox) recover(s state) (js journalState, rows []row, complete bool, err error) {
 	if o.jr == nil {
-		return nil, false, nil
+		return js, nil, false, nil
 	}
-	js, err := readJournal(o.jr)
-	if err != nil || !js.found {
-		return nil, false, err
+	if js, err = readJournal(o.jr); err != nil || !js.found {
+		return js, nil, false, err
 	}
-	o.jrCur, o.jrGen = js.idx, js.gen
 	if js.base > s.reserved {
 		// Not this database's journal (the database was replaced): its
 		// seqs mean nothing here.
-		return nil, false, nil
+		return js, nil, false, nil
 	}
 	for _, r := range js.rows {
 		if r.seq > s.floor && r.seq <= s.reserved {
@@ -449,11 +444,10 @@ func (o *Outbox) recover(s state) (rows []row, complete bool, err error) {
 	}
 	slices.SortFunc(rows, func(a, b row) int { return cmp.Compare(a.seq, b.seq) })
 	rows = slices.CompactFunc(rows, func(a, b row) bool { return a.seq == b.seq })
-	o.jrBase = js.base
 	// Written during this boot, and the last to reserve seqs: complete, even
 	// with a torn last entry (an Append killed in its write, whose seq
 	// nobody saw).
-	return rows, js.boot != "" && js.boot == o.jr.boot && js.reserved == s.reserved, nil
+	return js, rows, js.boot != "" && js.boot == o.jr.boot && js.reserved == s.reserved, nil
 }
 
 // loadSeries reads the series table into o.series.
