@@ -41,15 +41,24 @@ type tpOpts struct {
 
 // tpRun is one measured run.
 type tpRun struct {
-	res    loadgen.Result
-	cpu    time.Duration // broker CPU during the measured run
-	gen    time.Duration // generator CPU during the measured run
-	wall   time.Duration // wall time of the CPU window
-	stored int64         // hub: records stored during warm-up + run
+	res     loadgen.Result
+	cpu     time.Duration // broker CPU during the measured run
+	gen     time.Duration // generator CPU during the measured run
+	wall    time.Duration // wall time of the CPU window
+	stored  int64         // hub: records stored during warm-up + run
+	commits int64         // hub: group commits during warm-up + run
 }
 
 func (r tpRun) cpuPerMsg() float64 {
 	return float64(r.cpu.Nanoseconds()) / 1e3 / float64(r.res.Acked)
+}
+
+// perCommit tells the hub's records per group commit ("" for Mosquitto).
+func (r tpRun) perCommit() string {
+	if r.commits == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %.1f records per commit", float64(r.stored)/float64(r.commits))
 }
 
 // tpCell is one case × broker over the repetitions.
@@ -93,8 +102,8 @@ func (b *bench) throughput(ctx context.Context, o tpOpts) *tpSummary {
 					continue
 				}
 				cell.runs = append(cell.runs, r)
-				b.progress("throughput %s %s run %d: %.0f msg/s, %.1f µs CPU/msg, broker %.0f%% generator %.0f%% CPU, %s",
-					c.name, kind, rep+1, r.res.Rate, r.cpuPerMsg(), pct(r.cpu, r.wall), pct(r.gen, r.wall), r.res.Latency)
+				b.progress("throughput %s %s run %d: %.0f msg/s, %.1f µs CPU/msg, broker %.0f%% generator %.0f%% CPU, %s%s",
+					c.name, kind, rep+1, r.res.Rate, r.cpuPerMsg(), pct(r.cpu, r.wall), pct(r.gen, r.wall), r.res.Latency, r.perCommit())
 			}
 		}
 	}
@@ -156,11 +165,11 @@ func (b *bench) tpOnce(ctx context.Context, kind string, c tpCase, o tpOpts) (tp
 		// for them): give the last group commit a moment.
 		want := int64(warm.Acked + res.Acked)
 		for deadline := time.Now().Add(3 * time.Second); ; {
-			n, err := b.metric(br, "outpost_store_records_total")
+			m, err := b.metrics(br, "outpost_store_records_total", "outpost_store_commit_seconds_count")
 			if err != nil {
 				return r, fmt.Errorf("hub metrics: %w", err)
 			}
-			r.stored = int64(n)
+			r.stored, r.commits = int64(m["outpost_store_records_total"]), int64(m["outpost_store_commit_seconds_count"])
 			if r.stored == want || c.qos > 0 || time.Now().After(deadline) {
 				break
 			}

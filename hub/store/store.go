@@ -180,9 +180,16 @@ func (s *Store) exec(ctx context.Context, wait bool, fn func(w *wtx) error) erro
 	}
 }
 
-// linger is how long the writer waits for the rest of a group: clients woken
-// by the previous commit are about to send their next message.
+// linger is the longest the writer waits for the rest of a group, counted
+// from the group's first op: clients woken by the previous commit are about
+// to send their next message.
 const linger = 300 * time.Microsecond
+
+// probeEvery is how many full groups in a row make the writer wait for one
+// op more than the last group held. Without probing, a group of one (the
+// writer took the first op before the others were read) would stay one:
+// a commit per message.
+const probeEvery = 8
 
 func (s *Store) writer() {
 	defer s.wg.Done()
@@ -191,7 +198,7 @@ func (s *Store) writer() {
 	defer retain.Stop()
 	wait := time.NewTimer(time.Hour)
 	wait.Stop()
-	group := 1 // size of the last group: how many clients commit together
+	var g grouper
 	moveTick := time.NewTicker(moveEvery)
 	defer moveTick.Stop()
 	for {
@@ -202,12 +209,8 @@ func (s *Store) writer() {
 				return
 			}
 			batch = append(batch[:0], o)
-			open := s.collect(&batch, group, wait)
-			if len(batch) < group || !open {
-				group = max(1, len(batch))
-			} else {
-				group = len(batch)
-			}
+			open, full := s.collect(&batch, g.target(), wait)
+			g.observe(len(batch), full, s.opts.MaxBatch)
 			s.commit(batch)
 			if !open || s.intake.Load() >= moveAt {
 				s.move()
@@ -230,35 +233,68 @@ func (s *Store) writer() {
 	}
 }
 
-// collect adds queued ops to batch, waiting up to linger for the group to
-// be complete. It reports false when the queue was closed.
-func (s *Store) collect(batch *[]op, group int, wait *time.Timer) bool {
+// grouper sizes group commits: it expects as many ops as the last group
+// held (clients waiting for their commit send again about together), drops
+// to what came when a group ran out of time, and probes for one more after
+// probeEvery full groups.
+type grouper struct {
+	size, full int
+}
+
+func (g *grouper) target() int { return max(1, g.size) }
+
+// observe records a group of n ops; full means it reached its target (or
+// the batch limit) rather than running out of time.
+func (g *grouper) observe(n int, full bool, limit int) {
+	if !full {
+		g.size, g.full = n, 0
+		return
+	}
+	g.size = max(g.size, n)
+	if g.full++; g.full >= probeEvery {
+		g.size, g.full = min(g.size+1, limit), 0
+	}
+}
+
+// collect adds queued ops to batch until it holds target ops, waiting at
+// most linger for them. full reports that it got them (or the batch limit)
+// before the time ran out; open is false when the queue was closed.
+func (s *Store) collect(batch *[]op, target int, wait *time.Timer) (open, full bool) {
+	armed := false
+	defer func() {
+		if armed {
+			wait.Stop()
+		}
+	}()
 	for len(*batch) < s.opts.MaxBatch {
 		select {
 		case o, ok := <-s.ops:
 			if !ok {
-				return false
+				return false, false
 			}
 			*batch = append(*batch, o)
 			continue
 		default:
 		}
-		if len(*batch) >= group {
-			return true
+		if len(*batch) >= target {
+			return true, true
 		}
-		wait.Reset(linger)
+		if !armed {
+			wait.Reset(linger)
+			armed = true
+		}
 		select {
 		case o, ok := <-s.ops:
-			wait.Stop()
 			if !ok {
-				return false
+				return false, false
 			}
 			*batch = append(*batch, o)
 		case <-wait.C:
-			return true
+			armed = false
+			return true, false
 		}
 	}
-	return true
+	return true, true
 }
 
 // commit runs the batch in one transaction. If any op fails, the

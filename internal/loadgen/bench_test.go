@@ -19,10 +19,16 @@ import (
 //
 // The generator's goroutines carry the pprof label side=generator, so the
 // hub's share of the profile can be separated from the generator's.
-func BenchmarkHubFanIn(b *testing.B) {
+func BenchmarkHubFanIn(b *testing.B) { benchFanIn(b, 1) }
+
+// BenchmarkHubFanInQoS0 is BenchmarkHubFanIn with QoS 0 publishes and
+// subscription: the broker's core path, with no wait for the store.
+func BenchmarkHubFanInQoS0(b *testing.B) { benchFanIn(b, 0) }
+
+func benchFanIn(b *testing.B, qos byte) {
 	th := startHub(b)
 	cfg := th.config("bf")
-	cfg.QoS, cfg.SubQoS, cfg.Publishers, cfg.InFlight, cfg.Subscribers = 1, 1, 10, 1, 1
+	cfg.QoS, cfg.SubQoS, cfg.Publishers, cfg.InFlight, cfg.Subscribers = qos, qos, 10, 1, 1
 	ctx := context.Background()
 	var g *Gen
 	var res Result
