@@ -180,6 +180,11 @@ func checkText(field, s string, max int) error {
 
 // DecodeBatch decodes and validates a log batch.
 func DecodeBatch(b []byte) (Batch, error) {
+	if len(b) <= MaxPayload {
+		if bt, ok := decodeBatchFast(b); ok {
+			return bt, bt.Validate()
+		}
+	}
 	var bt Batch
 	if err := decode(b, &bt, "log batch"); err != nil {
 		return Batch{}, err
