@@ -180,9 +180,8 @@ func (s *Store) exec(ctx context.Context, wait bool, fn func(w *wtx) error) erro
 	}
 }
 
-// linger is the longest the writer waits for the rest of a group, counted
-// from the group's first op: clients woken by the previous commit are about
-// to send their next message.
+// linger is how long the writer waits for the next op of a group: clients
+// woken by the previous commit are about to send their next message.
 const linger = 300 * time.Microsecond
 
 // probeEvery is how many full groups in a row make the writer wait for one
@@ -256,16 +255,10 @@ func (g *grouper) observe(n int, full bool, limit int) {
 	}
 }
 
-// collect adds queued ops to batch until it holds target ops, waiting at
-// most linger for them. full reports that it got them (or the batch limit)
-// before the time ran out; open is false when the queue was closed.
+// collect adds queued ops to batch until it holds target ops, waiting up
+// to linger for each next one. full reports that it got them (or the batch
+// limit) before a wait ran out; open is false when the queue was closed.
 func (s *Store) collect(batch *[]op, target int, wait *time.Timer) (open, full bool) {
-	armed := false
-	defer func() {
-		if armed {
-			wait.Stop()
-		}
-	}()
 	for len(*batch) < s.opts.MaxBatch {
 		select {
 		case o, ok := <-s.ops:
@@ -279,18 +272,15 @@ func (s *Store) collect(batch *[]op, target int, wait *time.Timer) (open, full b
 		if len(*batch) >= target {
 			return true, true
 		}
-		if !armed {
-			wait.Reset(linger)
-			armed = true
-		}
+		wait.Reset(linger)
 		select {
 		case o, ok := <-s.ops:
+			wait.Stop()
 			if !ok {
 				return false, false
 			}
 			*batch = append(*batch, o)
 		case <-wait.C:
-			armed = false
 			return true, false
 		}
 	}
