@@ -1,7 +1,9 @@
 // Package store is the hub's SQLite store: devices, presence history, each
 // device's append-only log (readings, alerts, faults; unique on device+seq),
 // tokens and revocations. One writer goroutine batches every write of many
-// clients into one transaction (group commit); readers use the pool.
+// clients into one transaction (group commit); log batches are committed to
+// the intake journal (journal.go) and moved into log in large transactions.
+// Readers use the pool.
 package store
 
 import (
@@ -46,6 +48,11 @@ type Options struct {
 type op struct {
 	fn   func(w *wtx) error
 	done chan error // nil: fire and forget
+	// batch, when set, goes to the intake journal (fn is then the way into
+	// log_intake when the journal is off); flush asks for the journal and
+	// the intake to be moved into log.
+	batch *logBatch
+	flush bool
 }
 
 // wtx is one group-commit transaction and its prepared statements.
@@ -68,6 +75,17 @@ type Store struct {
 
 	ids       sync.Map // device name → int64 id
 	insIntake *sql.Stmt
+	insLog    *sql.Stmt
+
+	// The intake journal (nil with SyncFull) and what it holds that is not
+	// yet in log; the writer alone uses them. jOff: a write failed, so log
+	// batches go through log_intake until the next flush empties the file.
+	j           *journal
+	jOff        bool
+	pending     []logBatch
+	pendingRows atomic.Int64
+	jbatches    []*logBatch
+	jops, other []op
 
 	// intake counts records put in log_intake since the last move (a hint
 	// for the writer; readers look at the table).
@@ -122,9 +140,54 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: intake: %w", err)
 	}
 	s.intake.Store(n)
+	if s.insLog, err = db.PrepareContext(ctx, `INSERT INTO log(device_id, seq, kind, t_ms, sensor, value, body, recv_ms)
+		VALUES(?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING`); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: prepare: %w", err)
+	}
+	if !opts.SyncFull {
+		if err := s.openJournal(ctx, path+"-intake"); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("store: intake journal: %w", err)
+		}
+	}
 	s.wg.Add(1)
 	go s.writer()
 	return s, nil
+}
+
+// openJournal opens the intake journal and moves what it holds into log,
+// unless a flush already moved that generation.
+func (s *Store) openJournal(ctx context.Context, path string) error {
+	j, batches, err := openJournal(path)
+	if err != nil {
+		return err
+	}
+	var moved uint64
+	if err := s.db.QueryRowContext(ctx, `SELECT value FROM store_meta WHERE key = 'intake_journal_gen'`).Scan(&moved); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		j.close()
+		return err
+	}
+	s.j = j
+	if j.gen > moved && len(batches) > 0 {
+		var n int64
+		for _, b := range batches {
+			n += int64(len(b.rows))
+		}
+		s.pending = batches
+		s.pendingRows.Store(n)
+		if err := s.flush(); err != nil {
+			j.close()
+			return err
+		}
+		s.log.Info("store: moved the intake journal into log", "records", n)
+		return nil
+	}
+	if err := j.reset(max(j.gen, moved) + 1); err != nil {
+		j.close()
+		return err
+	}
+	return nil
 }
 
 // DB exposes the database for read-only queries of sibling packages.
@@ -153,7 +216,11 @@ func (s *Store) Close(ctx context.Context) error {
 
 // exec queues fn and, if wait, blocks until its transaction committed.
 func (s *Store) exec(ctx context.Context, wait bool, fn func(w *wtx) error) error {
-	o := op{fn: fn}
+	return s.send(ctx, wait, op{fn: fn})
+}
+
+// send queues o and, if wait, blocks until it is committed.
+func (s *Store) send(ctx context.Context, wait bool, o op) error {
 	if wait {
 		o.done = make(chan error, 1)
 	}
@@ -204,32 +271,223 @@ func (s *Store) writer() {
 		select {
 		case o, ok := <-s.ops:
 			if !ok {
-				s.move()
+				s.closeWriter()
 				return
 			}
 			batch = append(batch[:0], o)
 			open, full := s.collect(&batch, g.target(), wait)
 			g.observe(len(batch), full, s.opts.MaxBatch)
-			s.commit(batch)
-			if !open || s.intake.Load() >= moveAt {
-				s.move()
-			}
+			s.runGroup(batch)
 			if !open {
+				s.closeWriter()
 				return
 			}
 		case <-moveTick.C:
-			if s.intake.Load() > 0 {
-				s.move()
+			if s.pendingRows.Load() > 0 || s.intake.Load() > 0 {
+				_ = s.flush()
 			}
 		case <-retain.C:
-			s.move()
+			_ = s.flush()
 			if err := s.retain(context.Background()); err != nil {
 				s.log.Error("store: retention", "err", err)
 			}
 		case <-s.stop:
+			if s.j != nil {
+				s.j.close() // what it holds is moved at the next Open
+			}
 			return
 		}
 	}
+}
+
+// closeWriter moves everything into log and closes the journal.
+func (s *Store) closeWriter() {
+	err := s.flush()
+	if s.j != nil {
+		if err == nil {
+			err = s.j.reset(s.j.gen + 1)
+		}
+		s.j.close()
+	}
+	if err != nil {
+		s.log.Error("store: close", "err", err)
+	}
+}
+
+// runGroup commits one group: log batches with one journal write (or, with
+// the journal off, in the transaction), other ops in one transaction; then
+// flushes when asked or when the journal holds moveAt records.
+func (s *Store) runGroup(batch []op) {
+	jops, other := s.jops[:0], s.other[:0]
+	var flushes []op
+	for _, o := range batch {
+		switch {
+		case o.flush:
+			flushes = append(flushes, o)
+		case o.batch != nil && s.j != nil && !s.jOff:
+			jops = append(jops, o)
+		default:
+			other = append(other, o)
+		}
+	}
+	if len(jops) > 0 {
+		if err := s.journalGroup(jops); err != nil {
+			s.log.Error("store: intake journal write failed; batches go through the database until the next flush", "err", err)
+			s.jOff = true
+			other = append(other, jops...)
+		}
+	}
+	if len(other) > 0 {
+		s.commit(other)
+	}
+	if len(flushes) > 0 || s.pendingRows.Load() >= moveAt || s.intake.Load() >= moveAt {
+		err := s.flush()
+		for _, o := range flushes {
+			o.done <- err
+		}
+	}
+	clear(jops)
+	clear(other)
+	s.jops, s.other = jops[:0], other[:0]
+}
+
+// journalGroup writes the group's log batches to the journal and, once
+// written, acknowledges them.
+func (s *Store) journalGroup(jops []op) error {
+	start := time.Now()
+	bs := s.jbatches[:0]
+	for _, o := range jops {
+		bs = append(bs, o.batch)
+	}
+	err := s.j.append(bs)
+	clear(bs)
+	s.jbatches = bs[:0]
+	if err != nil {
+		return err
+	}
+	var rows int64
+	for _, o := range jops {
+		s.pending = append(s.pending, *o.batch)
+		rows += int64(len(o.batch.rows))
+		if o.done != nil {
+			o.done <- nil
+		}
+	}
+	s.pendingRows.Add(rows)
+	s.Commits.Add(1)
+	if s.opts.OnCommit != nil {
+		s.opts.OnCommit(len(jops), time.Since(start))
+	}
+	return nil
+}
+
+// flush moves the journal's batches and the intake into log in one
+// transaction, then empties the journal.
+func (s *Store) flush() error {
+	if len(s.pending) == 0 && s.intake.Load() == 0 {
+		if s.jOff {
+			return s.resetJournal()
+		}
+		return nil
+	}
+	start := time.Now()
+	intake := s.intake.Load()
+	inserted, total, err := s.flushTx()
+	s.Commits.Add(1)
+	if s.opts.OnCommit != nil {
+		s.opts.OnCommit(1, time.Since(start))
+	}
+	if err != nil {
+		s.ids.Clear() // ids created in the rolled-back transaction are gone
+		s.intake.Store(max(s.intake.Load(), intake))
+		s.log.Error("store: moving records into log failed; they stay in the intake journal", "err", err)
+		return fmt.Errorf("store: flush: %w", err)
+	}
+	s.Rows.Add(inserted)
+	s.Duplicates.Add(total - inserted)
+	clear(s.pending)
+	if cap(s.pending) > 4096 {
+		s.pending = nil
+	}
+	s.pending = s.pending[:0]
+	s.pendingRows.Store(0)
+	return s.resetJournal()
+}
+
+// resetJournal empties the journal (its batches are in log) and turns it
+// back on if a write had failed.
+func (s *Store) resetJournal() error {
+	if s.j == nil {
+		return nil
+	}
+	if err := s.j.reset(s.j.gen + 1); err != nil {
+		if !s.jOff {
+			s.log.Error("store: intake journal cannot be emptied; batches go through the database", "err", err)
+		}
+		s.jOff = true
+		return nil // the records are in log; only the journal is off
+	}
+	if s.jOff {
+		s.log.Info("store: intake journal back on")
+		s.jOff = false
+	}
+	return nil
+}
+
+func (s *Store) flushTx() (inserted, total int64, err error) {
+	tx, err := s.db.Begin()
+	if err != nil {
+		return 0, 0, sqlitex.Classify(err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	w := &wtx{tx: tx, insIntake: tx.Stmt(s.insIntake)}
+	ins := tx.Stmt(s.insLog)
+	for i := range s.pending {
+		b := &s.pending[i]
+		id, err := s.deviceID(w, b.device)
+		if err != nil {
+			return 0, 0, err
+		}
+		for k := range b.rows {
+			r := &b.rows[k]
+			res, err := ins.Exec(id, r.seq, r.kind, r.t, r.sensor, r.value, r.body, b.recv)
+			if err != nil {
+				return 0, 0, fmt.Errorf("insert %s record %d: %w", b.device, r.seq, sqlitex.Classify(err))
+			}
+			total++
+			if n, _ := res.RowsAffected(); n == 0 {
+				continue
+			}
+			inserted++
+			if r.kind == protocol.KindAlert {
+				var rec protocol.Record
+				if err := json.Unmarshal(r.body, &rec); err != nil || rec.Alert == nil {
+					return 0, 0, fmt.Errorf("alert %d: body is not an alert record: %v", r.seq, err)
+				}
+				if err := upsertAlert(tx, id, &rec); err != nil {
+					return 0, 0, err
+				}
+			}
+		}
+	}
+	// After the journal's batches: the intake only has batches that came
+	// while the journal was off, later than these.
+	if s.intake.Load() > 0 {
+		if err := s.moveIntake(w); err != nil {
+			return 0, 0, err
+		}
+	}
+	if s.j != nil {
+		if _, err := tx.Exec(`INSERT INTO store_meta(key, value) VALUES('intake_journal_gen', ?)
+			ON CONFLICT(key) DO UPDATE SET value = excluded.value`, int64(s.j.gen)); err != nil {
+			return 0, 0, err
+		}
+	}
+	return inserted, total, sqlitex.Classify(tx.Commit())
 }
 
 // grouper sizes group commits: it expects as many ops as the last group
@@ -394,7 +652,7 @@ const (
 )
 
 func (s *Store) appendLog(ctx context.Context, device string, recs []protocol.Record, wait bool) error {
-	recv := s.opts.Now().UnixMilli()
+	bt := &logBatch{device: device, recv: s.opts.Now().UnixMilli()}
 	// Encode outside the writer: it is the one serial part.
 	rows := make([]logRow, len(recs))
 	for i := range recs {
@@ -403,7 +661,7 @@ func (s *Store) appendLog(ctx context.Context, device string, recs []protocol.Re
 		if err != nil {
 			return fmt.Errorf("store: encode record %d: %w", r.Seq, err)
 		}
-		rows[i] = logRow{rec: r, body: body}
+		rows[i] = logRow{seq: int64(r.Seq), kind: r.Kind, sensor: r.Sensor, body: body}
 		switch {
 		case r.Value != nil:
 			rows[i].value = *r.Value
@@ -414,21 +672,23 @@ func (s *Store) appendLog(ctx context.Context, device string, recs []protocol.Re
 			rows[i].t = r.Time // no wall time: never pretend
 		}
 	}
-	err := s.exec(ctx, wait, func(w *wtx) error {
+	bt.rows = rows
+	// The writer puts bt in the intake journal; fn is its way into
+	// log_intake when the journal is off.
+	err := s.send(ctx, wait, op{batch: bt, fn: func(w *wtx) error {
 		id, err := s.deviceID(w, device)
 		if err != nil {
 			return err
 		}
 		for i := range rows {
-			row := &rows[i]
-			r := row.rec
-			if _, err := w.insIntake.Exec(id, int64(r.Seq), r.Kind, row.t, r.Sensor, row.value, row.body, recv); err != nil {
-				return fmt.Errorf("insert record %d: %w", r.Seq, sqlitex.Classify(err))
+			r := &rows[i]
+			if _, err := w.insIntake.Exec(id, r.seq, r.kind, r.t, r.sensor, r.value, r.body, bt.recv); err != nil {
+				return fmt.Errorf("insert record %d: %w", r.seq, sqlitex.Classify(err))
 			}
 		}
 		s.intake.Add(int64(len(rows))) // a hint for the writer: when to move
 		return nil
-	})
+	}})
 	if err != nil {
 		return fmt.Errorf("store: append %s: %w", device, err)
 	}
@@ -442,25 +702,22 @@ func (s *Store) Counts(ctx context.Context) (stored, duplicates int64, err error
 	return s.Rows.Load(), s.Duplicates.Load(), err
 }
 
-// settle moves the intake into log before a read of log, so that a reader
-// sees every committed record.
+// settle moves the intake journal and the intake into log before a read of
+// log, so that a reader sees every committed record.
 func (s *Store) settle(ctx context.Context) error {
-	var any bool
-	if err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM log_intake)`).Scan(&any); err != nil {
-		return fmt.Errorf("store: intake: %w", sqlitex.Classify(err))
+	if s.pendingRows.Load() == 0 {
+		var any bool
+		if err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM log_intake)`).Scan(&any); err != nil {
+			return fmt.Errorf("store: intake: %w", sqlitex.Classify(err))
+		}
+		if !any {
+			return nil
+		}
 	}
-	if !any {
-		return nil
-	}
-	if err := s.exec(ctx, true, s.moveIntake); err != nil {
+	if err := s.send(ctx, true, op{flush: true}); err != nil {
 		return fmt.Errorf("store: move intake: %w", err)
 	}
 	return nil
-}
-
-// move runs moveIntake in a transaction of its own (from the writer).
-func (s *Store) move() {
-	s.commit([]op{{fn: s.moveIntake}})
 }
 
 // moveIntake moves the intake's records into log in one statement (large
@@ -538,13 +795,6 @@ func (s *Store) moveIntake(w *wtx) error {
 	s.Rows.Add(inserted)
 	s.Duplicates.Add(moved - inserted)
 	return nil
-}
-
-type logRow struct {
-	rec   *protocol.Record
-	body  []byte
-	value any
-	t     int64
 }
 
 func upsertAlert(tx *sql.Tx, id int64, r *protocol.Record) error {
