@@ -23,7 +23,7 @@ build:
 # The whole suite under the race detector; fuzz targets run their seed corpus.
 test: deps
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 15m ./... github.com/mochi-mqtt/server/v2
+	$(GO) test -race -count=1 -timeout 15m ./... github.com/mochi-mqtt/server/v2 github.com/mochi-mqtt/server/v2/packets
 
 test-short:
 	$(GO) test -count=1 -short ./...
