@@ -276,11 +276,6 @@ func (br *broker) token(id string, sub bool) (string, error) {
 }
 
 // metric reads one unlabelled sample from the hub's /metrics.
-func (b *bench) metric(br *broker, name string) (float64, error) {
-	m, err := b.metrics(br, name)
-	return m[name], err
-}
-
 // metrics reads unlabelled samples from one scrape of the hub's /metrics.
 func (b *bench) metrics(br *broker, names ...string) (map[string]float64, error) {
 	req, _ := http.NewRequest("GET", br.httpURL+"/metrics", nil)
