@@ -251,12 +251,6 @@ func (s *Store) send(ctx context.Context, wait bool, o op) error {
 // woken by the previous commit are about to send their next message.
 const linger = 300 * time.Microsecond
 
-// probeEvery is how many full groups in a row make the writer wait for one
-// op more than the last group held. Without probing, a group of one (the
-// writer took the first op before the others were read) would stay one:
-// a commit per message.
-const probeEvery = 8
-
 func (s *Store) writer() {
 	defer s.wg.Done()
 	batch := make([]op, 0, s.opts.MaxBatch)
@@ -264,7 +258,7 @@ func (s *Store) writer() {
 	defer retain.Stop()
 	wait := time.NewTimer(time.Hour)
 	wait.Stop()
-	var g grouper
+	group := 1 // size of the last group: how many clients commit together
 	moveTick := time.NewTicker(moveEvery)
 	defer moveTick.Stop()
 	for {
@@ -275,8 +269,8 @@ func (s *Store) writer() {
 				return
 			}
 			batch = append(batch[:0], o)
-			open, full := s.collect(&batch, g.target(), wait)
-			g.observe(len(batch), full, s.opts.MaxBatch)
+			open := s.collect(&batch, group, wait)
+			group = len(batch)
 			s.runGroup(batch)
 			if !open {
 				s.closeWriter()
@@ -490,59 +484,35 @@ func (s *Store) flushTx() (inserted, total int64, err error) {
 	return inserted, total, sqlitex.Classify(tx.Commit())
 }
 
-// grouper sizes group commits: it expects as many ops as the last group
-// held (clients waiting for their commit send again about together), drops
-// to what came when a group ran out of time, and probes for one more after
-// probeEvery full groups.
-type grouper struct {
-	size, full int
-}
-
-func (g *grouper) target() int { return max(1, g.size) }
-
-// observe records a group of n ops; full means it reached its target (or
-// the batch limit) rather than running out of time.
-func (g *grouper) observe(n int, full bool, limit int) {
-	if !full {
-		g.size, g.full = n, 0
-		return
-	}
-	g.size = max(g.size, n)
-	if g.full++; g.full >= probeEvery {
-		g.size, g.full = min(g.size+1, limit), 0
-	}
-}
-
 // collect adds queued ops to batch until it holds target ops, waiting up
-// to linger for each next one. full reports that it got them (or the batch
-// limit) before a wait ran out; open is false when the queue was closed.
-func (s *Store) collect(batch *[]op, target int, wait *time.Timer) (open, full bool) {
+// to linger for each next one. It reports false when the queue was closed.
+func (s *Store) collect(batch *[]op, target int, wait *time.Timer) bool {
 	for len(*batch) < s.opts.MaxBatch {
 		select {
 		case o, ok := <-s.ops:
 			if !ok {
-				return false, false
+				return false
 			}
 			*batch = append(*batch, o)
 			continue
 		default:
 		}
 		if len(*batch) >= target {
-			return true, true
+			return true
 		}
 		wait.Reset(linger)
 		select {
 		case o, ok := <-s.ops:
 			wait.Stop()
 			if !ok {
-				return false, false
+				return false
 			}
 			*batch = append(*batch, o)
 		case <-wait.C:
-			return true, false
+			return true
 		}
 	}
-	return true, true
+	return true
 }
 
 // commit runs the batch in one transaction. If any op fails, the
