@@ -192,6 +192,10 @@ func newClient(c net.Conn, o *ops) *Client {
 	return cl
 }
 
+// outboundPool holds the packets of outbound queues (OUTPOST patch):
+// publishToClient fills one, WriteLoop returns it once written.
+var outboundPool = sync.Pool{New: func() any { return new(packets.Packet) }}
+
 // writerLinger is how long a client's writer goroutine waits for more
 // outbound packets before it exits (OUTPOST patch: writers run only while
 // there is something to write, so an idle connection keeps one goroutine).
@@ -275,6 +279,8 @@ func (cl *Client) WriteLoop() {
 			// TODO : Figure out what to do with error
 			cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
 		}
+		*pk = packets.Packet{}
+		outboundPool.Put(pk)
 		atomic.AddInt32(&cl.State.outboundQty, -1)
 	}
 }

@@ -1123,11 +1123,17 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		return out, packets.CodeDisconnect
 	}
 
+	// OUTPOST patch: the queued packet comes from outboundPool (WriteLoop
+	// returns it once written) rather than a new 800-byte packet per delivery.
+	qp := outboundPool.Get().(*packets.Packet)
+	*qp = out
 	select {
-	case cl.outboundQueue() <- &out:
+	case cl.outboundQueue() <- qp:
 		atomic.AddInt32(&cl.State.outboundQty, 1)
 		cl.startWriter()
 	default:
+		*qp = packets.Packet{}
+		outboundPool.Put(qp)
 		atomic.AddInt64(&s.Info.MessagesDropped, 1)
 		cl.ops.hooks.OnPublishDropped(cl, pk)
 		if out.FixedHeader.Qos > 0 {

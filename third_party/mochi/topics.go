@@ -633,7 +633,13 @@ func (x *TopicsIndex) gatherSubscriptions(topic string, particle *particle, subs
 		subs.Subscriptions = map[string]packets.Subscription{}
 	}
 
-	for client, sub := range particle.subscriptions.GetAll() {
+	// OUTPOST patch: here and in the two functions below, the particle's
+	// subscriptions are read under its lock rather than copied (GetAll) for
+	// every publish; the copy of a one-entry map was about 1.4 KB of garbage.
+	ps := particle.subscriptions
+	ps.RLock()
+	defer ps.RUnlock()
+	for client, sub := range ps.internal {
 		if len(sub.Filter) > 0 && topic[0] == '$' && (sub.Filter[0] == '+' || sub.Filter[0] == '#') { // don't match $ topics with top level wildcards [MQTT-4.7.1-1] [MQTT-4.7.1-2]
 			continue
 		}
@@ -653,7 +659,10 @@ func (x *TopicsIndex) gatherSharedSubscriptions(particle *particle, subs *Subscr
 		subs.Shared = map[string]map[string]packets.Subscription{}
 	}
 
-	for _, shares := range particle.shared.GetAll() {
+	sh := particle.shared
+	sh.RLock()
+	defer sh.RUnlock()
+	for _, shares := range sh.internal {
 		for client, sub := range shares {
 			if _, ok := subs.Shared[sub.Filter]; !ok {
 				subs.Shared[sub.Filter] = map[string]packets.Subscription{}
@@ -670,7 +679,10 @@ func (x *TopicsIndex) gatherInlineSubscriptions(particle *particle, subs *Subscr
 		subs.InlineSubscriptions = map[int]InlineSubscription{}
 	}
 
-	for id, inline := range particle.inlineSubscriptions.GetAll() {
+	in := particle.inlineSubscriptions
+	in.RLock()
+	defer in.RUnlock()
+	for id, inline := range in.internal {
 		subs.InlineSubscriptions[id] = inline
 	}
 }
