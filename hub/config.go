@@ -36,6 +36,7 @@ type MQTTConfig struct {
 	PlainListen      string        `yaml:"plain_listen"` // loopback only
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 	QueueSlots       int32         `yaml:"queue_slots"`
+	ConsumerSlots    int32         `yaml:"consumer_queue_slots"` // clients that may subscribe beyond their own device
 	BufferSize       int           `yaml:"buffer_size"`
 }
 
@@ -115,7 +116,7 @@ type LogConfig = logx.Config
 func DefaultConfig() Config {
 	return Config{
 		DataDir:  "outpost-hub-data",
-		MQTT:     MQTTConfig{Listen: ":8883", HandshakeTimeout: 10 * time.Second, QueueSlots: 128, BufferSize: 2048},
+		MQTT:     MQTTConfig{Listen: ":8883", HandshakeTimeout: 10 * time.Second, QueueSlots: 128, ConsumerSlots: 1024, BufferSize: 2048},
 		HTTP:     HTTPConfig{Listen: ":8443", MaxBody: 1 << 20, SessionTTL: 12 * time.Hour},
 		Presence: PresenceConfig{StaleAfter: 3, FlapWindow: time.Minute, FlapCount: 6, History: 100},
 		Store:    StoreConfig{RetainAge: 90 * 24 * time.Hour},
@@ -166,6 +167,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MQTT.QueueSlots < 8 {
 		p.Addf("mqtt.queue_slots", "%d must be ≥ 8", c.MQTT.QueueSlots)
+	}
+	if c.MQTT.ConsumerSlots < 8 {
+		p.Addf("mqtt.consumer_queue_slots", "%d must be ≥ 8", c.MQTT.ConsumerSlots)
 	}
 	if c.MQTT.BufferSize < 512 {
 		p.Addf("mqtt.buffer_size", "%d must be ≥ 512", c.MQTT.BufferSize)

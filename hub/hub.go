@@ -141,7 +141,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, version string) (*Hu
 	if h.broker, err = broker.New(broker.Options{
 		TLS: tlsCfg, Listen: cfg.MQTT.Listen, PlainListen: cfg.MQTT.PlainListen, HandshakeTimeout: cfg.MQTT.HandshakeTimeout,
 		Verifier: verifier, Presence: h.tracker, Log: h.store, Heartbeats: h.store, Refresher: h, Claims: h,
-		Metrics: h.metrics, Logger: log, WritesPending: cfg.MQTT.QueueSlots, Handlers: h.ota.Handlers(),
+		Metrics: h.metrics, Logger: log, WritesPending: cfg.MQTT.QueueSlots, ConsumerWritesPending: cfg.MQTT.ConsumerSlots, Handlers: h.ota.Handlers(),
 		WriteBufferSize: cfg.MQTT.BufferSize,
 	}); err != nil {
 		return nil, err

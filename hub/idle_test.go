@@ -7,6 +7,7 @@ import (
 	"net"
 	"runtime"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,9 +22,19 @@ import (
 // so the test holds no goroutine of its own for the connection.
 func rawConnect(t *testing.T, th *testHub, id, tok string) net.Conn {
 	t.Helper()
+	return rawConnectWith(t, th, id, tok, nil)
+}
+
+// rawConnectWith is rawConnect with a hook on the socket before it connects.
+func rawConnectWith(t *testing.T, th *testHub, id, tok string, control func(syscall.RawConn)) net.Conn {
+	t.Helper()
 	cfg := th.tls.Clone()
 	cfg.ServerName = "127.0.0.1"
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", th.addrs.MQTT, cfg)
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	if control != nil {
+		d.Control = func(_, _ string, c syscall.RawConn) error { control(c); return nil }
+	}
+	conn, err := tls.DialWithDialer(d, "tcp", th.addrs.MQTT, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,10 +82,14 @@ type Options struct {
 	Logger   *slog.Logger
 
 	// Per-client resources (memory per idle connection).
-	WritesPending   int32 // outbound queue slots; default 128
-	ReadBufferSize  int   // default 256: tls.Conn already buffers a whole record; this only gathers header bytes
-	WriteBufferSize int   // default 2048
-	MaxPacketSize   uint32
+	WritesPending int32 // outbound queue slots; default 128
+	// ConsumerWritesPending is the queue of a client whose token may
+	// subscribe beyond its own device's topics (a consumer of the fleet's
+	// messages, which fan in); default 1024.
+	ConsumerWritesPending int32
+	ReadBufferSize        int // default 256: tls.Conn already buffers a whole record; this only gathers header bytes
+	WriteBufferSize       int // default 2048
+	MaxPacketSize         uint32
 }
 
 // session is what the broker knows about one authenticated connection.
@@ -143,6 +147,9 @@ func New(opts Options) (*Broker, error) {
 	}
 	if opts.WritesPending <= 0 {
 		opts.WritesPending = 128
+	}
+	if opts.ConsumerWritesPending <= 0 {
+		opts.ConsumerWritesPending = 1024
 	}
 	if opts.ReadBufferSize <= 0 {
 		opts.ReadBufferSize = 256
@@ -398,12 +405,28 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		b.m.aclDenied.Inc("will")
 		return refuse(packets.ErrNotAuthorized, "will_acl", fmt.Errorf("will topic %q not allowed", cl.Properties.Will.TopicName))
 	}
+	if consumer(c, cl.ID) {
+		cl.SetQueueSlots(b.opts.ConsumerWritesPending)
+	}
 	b.mu.Lock()
 	s := &session{device: cl.ID, claim: claim}
 	s.claims.Store(c)
 	b.sessions[cl] = s
 	b.mu.Unlock()
 	return nil
+}
+
+// consumer reports whether c may subscribe with a wildcard outside device
+// id's own subtree: many devices' messages may then fan in to one client
+// (a gateway's grants, its own in/# and the fleet OTA topic, do not count).
+func consumer(c *token.Claims, id string) bool {
+	own := protocol.DeviceTopic(id, "")
+	for _, f := range c.ACL.Sub {
+		if !strings.HasPrefix(f, own) && strings.ContainsAny(f, "+#") {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {

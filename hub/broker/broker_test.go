@@ -4,6 +4,9 @@ import (
 	"testing"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"github.com/outpost-iot/outpost/hub/token"
+	"github.com/outpost-iot/outpost/internal/protocol"
 )
 
 // A will of a connection whose client id has a newer authenticated session
@@ -37,6 +40,27 @@ func TestRequireLoopback(t *testing.T) {
 		"0.0.0.0:1883": false, ":1883": false, "10.1.2.3:1883": false, "example.com:1883": false} {
 		if err := requireLoopback(addr); (err == nil) != ok {
 			t.Errorf("requireLoopback(%q) = %v, want ok=%v", addr, err, ok)
+		}
+	}
+}
+
+// Only a wildcard subscription beyond the client's own subtree makes a
+// consumer (a larger outbound queue); a gateway's grants do not.
+func TestConsumer(t *testing.T) {
+	pub, sub := protocol.GatewayGrants("gw-1")
+	for _, c := range []struct {
+		sub  []string
+		want bool
+	}{
+		{sub, false},
+		{append(sub, protocol.TopicFleetPresence), false},
+		{[]string{protocol.DeviceTopic("+", protocol.SufLog)}, true},
+		{[]string{protocol.Root + "/#"}, true},
+		{[]string{protocol.DeviceTopic("gw-2", protocol.SufLog)}, false},
+	} {
+		cl := &token.Claims{ACL: token.ACL{Pub: pub, Sub: c.sub}}
+		if got := consumer(cl, "gw-1"); got != c.want {
+			t.Errorf("consumer(sub %v) = %v, want %v", c.sub, got, c.want)
 		}
 	}
 }

@@ -151,10 +151,12 @@ type ClientState struct {
 	disconnected    int64                                // the time the client disconnected in unix time, for calculating expiry
 	outbound        atomic.Pointer[chan *packets.Packet] // queue for pending outbound packets, made on first use (OUTPOST patch)
 	outboundMu      sync.Mutex                           // makes outbound
+	queueSlots      atomic.Int32                         // outbound queue size if > 0 (OUTPOST patch: SetQueueSlots)
 	endOnce         sync.Once                            // only end once
 	isTakenOver     atomic.Bool                          // used to identify orphaned clients
 	writing         atomic.Bool                          // a WriteLoop is running (OUTPOST patch)
 	packetID        uint32                               // the current highest packetID
+	packetIDMu      sync.Mutex                           // serialises NextPacketID (OUTPOST patch)
 	open            context.Context                      // indicate that the client is open for packet exchange
 	cancelOpen      context.CancelFunc                   // cancel function for open context
 	outboundQty     int32                                // number of messages currently in the outbound queue
@@ -214,10 +216,19 @@ func (cl *Client) outboundQueue() chan *packets.Packet {
 	if q := cl.State.outbound.Load(); q != nil {
 		return *q
 	}
-	q := make(chan *packets.Packet, cl.ops.options.Capabilities.MaximumClientWritesPending)
+	size := cl.ops.options.Capabilities.MaximumClientWritesPending
+	if n := cl.State.queueSlots.Load(); n > 0 {
+		size = n
+	}
+	q := make(chan *packets.Packet, size)
 	cl.State.outbound.Store(&q)
 	return q
 }
+
+// SetQueueSlots sets the size of this client's outbound queue instead of
+// MaximumClientWritesPending (OUTPOST patch). It takes effect only if called
+// before the queue is made, at the first delivery: e.g. from OnConnect.
+func (cl *Client) SetQueueSlots(n int32) { cl.State.queueSlots.Store(n) }
 
 // outboundLen is the number of packets in the outbound queue.
 func (cl *Client) outboundLen() int {
@@ -356,8 +367,11 @@ func (cl *Client) refreshDeadline(keepalive uint16) {
 // If no unused packet ids are available, an error is returned and the client
 // should be disconnected.
 func (cl *Client) NextPacketID() (i uint32, err error) {
-	cl.Lock()
-	defer cl.Unlock()
+	// OUTPOST patch: its own mutex, not the client's, which WritePacket holds
+	// while it writes to the connection: a subscriber whose socket buffer
+	// was full blocked every client publishing to it here.
+	cl.State.packetIDMu.Lock()
+	defer cl.State.packetIDMu.Unlock()
 
 	i = atomic.LoadUint32(&cl.State.packetID)
 	started := i
