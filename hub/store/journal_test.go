@@ -272,3 +272,40 @@ func TestJournalWriteFailureFallsBack(t *testing.T) {
 		t.Fatalf("seqs %v, %v; want 1..5", seqs, err)
 	}
 }
+
+// When moves into log keep failing, the journal stops taking batches at
+// maxPending records: later batches go through the database (here the
+// intake), and a move that works again stores them all.
+func TestJournalBoundedWhileMovesFail(t *testing.T) {
+	defer func(n int64) { maxPending = n }(maxPending)
+	maxPending = 10
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "hub.db")
+	s := openAt(t, path, Options{})
+	db, err := sql.Open(sqlitex.DriverName, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TRIGGER refuse BEFORE INSERT ON log BEGIN SELECT RAISE(ABORT, 'test: log refuses rows'); END`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendLog(ctx, "gw", readings(1, 10, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Counts(ctx); err == nil || !strings.Contains(err.Error(), "log refuses rows") {
+		t.Fatalf("move with the trigger in place: %v, want the trigger's error", err)
+	}
+	if err := s.AppendLog(ctx, "gw", readings(11, 5, 1000)); err != nil {
+		t.Fatalf("append past maxPending: %v", err)
+	}
+	if n := s.intake.Load(); n != 5 {
+		t.Fatalf("intake holds %d records, want the 5 the full journal did not take", n)
+	}
+	if _, err := db.Exec(`DROP TRIGGER refuse`); err != nil {
+		t.Fatal(err)
+	}
+	if seqs, err := s.Seqs(ctx, "gw"); err != nil || len(seqs) != 15 || seqs[14] != 15 {
+		t.Fatalf("after the trigger went: seqs %v, %v; want 1..15", seqs, err)
+	}
+}

@@ -348,6 +348,11 @@ func (s *Store) runGroup(batch []op) {
 // journalGroup writes the group's log batches to the journal and, once
 // written, acknowledges them.
 func (s *Store) journalGroup(jops []op) error {
+	if s.pendingRows.Load() >= maxPending {
+		// Moves into log keep failing: stop holding more in memory; the
+		// database path will fail the same way and say why.
+		return fmt.Errorf("%d records wait to be moved into log", s.pendingRows.Load())
+	}
 	start := time.Now()
 	bs := s.jbatches[:0]
 	for _, o := range jops {
@@ -620,6 +625,10 @@ const (
 	moveEvery = 250 * time.Millisecond
 	moveAt    = 8192
 )
+
+// maxPending bounds what the journal holds (and the writer keeps in memory)
+// when moves into log fail. A variable for tests.
+var maxPending int64 = 8 * moveAt
 
 func (s *Store) appendLog(ctx context.Context, device string, recs []protocol.Record, wait bool) error {
 	bt := &logBatch{device: device, recv: s.opts.Now().UnixMilli()}
