@@ -634,11 +634,19 @@ func (s *Store) appendLog(ctx context.Context, device string, recs []protocol.Re
 	bt := &logBatch{device: device, recv: s.opts.Now().UnixMilli()}
 	// Encode outside the writer: it is the one serial part.
 	rows := make([]logRow, len(recs))
+	buf := make([]byte, 0, 160*len(recs)) // the bodies of plain readings
 	for i := range recs {
 		r := &recs[i]
-		body, err := json.Marshal(r)
-		if err != nil {
-			return fmt.Errorf("store: encode record %d: %w", r.Seq, err)
+		start := len(buf)
+		var body []byte
+		var ok bool
+		if buf, ok = protocol.AppendRecordJSON(buf, r); ok {
+			body = buf[start:len(buf):len(buf)]
+		} else {
+			var err error
+			if body, err = json.Marshal(r); err != nil {
+				return fmt.Errorf("store: encode record %d: %w", r.Seq, err)
+			}
 		}
 		rows[i] = logRow{seq: int64(r.Seq), kind: r.Kind, sensor: r.Sensor, body: body}
 		switch {
