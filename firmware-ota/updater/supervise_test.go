@@ -53,9 +53,11 @@ func testWorker() int {
 			_ = f.Close()
 		}
 	}
-	logf("start %s", v)
+	// The handler first: the test sends SIGTERM as soon as it sees "start",
+	// and without a handler the worker dies of it (exit status 143).
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	logf("start %s", v)
 	switch mode := os.Getenv("UPDATER_TEST_MODE_" + v); mode {
 	case "swap-and-restart": // install the next binary by rename, ask for a restart
 		if err := os.Rename(os.Getenv("UPDATER_TEST_NEXT"), exe); err != nil {
