@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -445,6 +447,9 @@ func (s *Store) flushTx() (inserted, total int64, err error) {
 	}()
 	w := &wtx{tx: tx, insIntake: tx.Stmt(s.insIntake)}
 	ins := tx.Stmt(s.insLog)
+	// One device's batches together (in arrival order): its rows then go
+	// to the same pages of log and its indexes one after the other.
+	slices.SortStableFunc(s.pending, func(a, b logBatch) int { return strings.Compare(a.device, b.device) })
 	for i := range s.pending {
 		b := &s.pending[i]
 		id, err := s.deviceID(w, b.device)
