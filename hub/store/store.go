@@ -89,8 +89,9 @@ type Store struct {
 	jbatches    []*logBatch
 	jops, other []op
 
-	// intake counts records put in log_intake since the last move (a hint
-	// for the writer; readers look at the table).
+	// intake counts records put in log_intake since the last move. It may
+	// count too many (a rolled-back group), never too few: a failed move
+	// restores it, and Open counts the table.
 	intake atomic.Int64
 
 	Commits atomic.Int64
@@ -298,11 +299,8 @@ func (s *Store) writer() {
 
 // closeWriter moves everything into log and closes the journal.
 func (s *Store) closeWriter() {
-	err := s.flush()
+	err := s.flush() // a flush that moved anything also emptied the journal
 	if s.j != nil {
-		if err == nil {
-			err = s.j.reset(s.j.gen + 1)
-		}
 		s.j.close()
 	}
 	if err != nil {
@@ -697,14 +695,8 @@ func (s *Store) Counts(ctx context.Context) (stored, duplicates int64, err error
 // settle moves the intake journal and the intake into log before a read of
 // log, so that a reader sees every committed record.
 func (s *Store) settle(ctx context.Context) error {
-	if s.pendingRows.Load() == 0 {
-		var any bool
-		if err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM log_intake)`).Scan(&any); err != nil {
-			return fmt.Errorf("store: intake: %w", sqlitex.Classify(err))
-		}
-		if !any {
-			return nil
-		}
+	if s.pendingRows.Load() == 0 && s.intake.Load() == 0 {
+		return nil
 	}
 	if err := s.send(ctx, true, op{flush: true}); err != nil {
 		return fmt.Errorf("store: move intake: %w", err)
