@@ -1,16 +1,15 @@
 package outbox
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
-	"io"
 	"io/fs"
 	"math"
 	"os"
 	"strings"
+
+	"github.com/outpost-iot/outpost/internal/frame"
 )
 
 // The journal makes buffered records survive a crash of the process (kill
@@ -56,8 +55,6 @@ const (
 	// far smaller; a larger length is a torn or corrupt entry).
 	maxJournalEntry = 1 << 20
 )
-
-var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // readBootID returns the kernel's boot id, or "" if it cannot be read
 // (then no journal is ever trusted as complete).
@@ -231,25 +228,18 @@ func parseJournal(b []byte) journalState {
 		return s
 	}
 	s.found, s.gen, s.boot, s.base, s.reserved = true, h.gen, h.boot, h.base, h.reserved
-	b = b[headerSize:]
-	for len(b) > 0 {
-		if len(b) < 8 {
-			s.torn = true
-			break
-		}
-		size := binary.LittleEndian.Uint32(b)
-		sum := binary.LittleEndian.Uint32(b[4:])
-		if size > maxJournalEntry || uint64(len(b)-8) < uint64(size) || crc32.Checksum(b[8:8+size], crcTable) != sum {
-			s.torn = true
-			break
-		}
-		r, err := decodeJournalRow(b[8 : 8+size])
+	for b = b[headerSize:]; len(b) > 0; {
+		p, rest, err := frame.Next(b, maxJournalEntry)
 		if err != nil {
 			s.torn = true
 			break
 		}
-		s.rows = append(s.rows, r)
-		b = b[8+size:]
+		r, err := decodeJournalRow(p)
+		if err != nil {
+			s.torn = true
+			break
+		}
+		s.rows, b = append(s.rows, r), rest
 	}
 	return s
 }
@@ -266,7 +256,7 @@ func appendJournalHeader(b []byte, gen, base, reserved uint64, boot string) []by
 	b = append(b, byte(len(boot)))
 	b = append(b, boot...)
 	b = append(b, make([]byte, maxBootID-len(boot))...)
-	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], crcTable))
+	return binary.LittleEndian.AppendUint32(b, frame.Checksum(b[start:]))
 }
 
 type journalHeader struct {
@@ -276,7 +266,7 @@ type journalHeader struct {
 
 func parseJournalHeader(b []byte) (journalHeader, bool) {
 	if len(b) < headerSize || string(b[:4]) != journalMagic ||
-		crc32.Checksum(b[:headerSize-4], crcTable) != binary.LittleEndian.Uint32(b[headerSize-4:]) {
+		frame.Checksum(b[:headerSize-4]) != binary.LittleEndian.Uint32(b[headerSize-4:]) {
 		return journalHeader{}, false
 	}
 	bl := int(b[28])
@@ -292,13 +282,8 @@ func parseJournalHeader(b []byte) (journalHeader, bool) {
 }
 
 func appendJournalEntry(b []byte, r *row) []byte {
-	start := len(b)
-	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0) // length and CRC, filled in below
-	b = encodeJournalRow(b, r)
-	p := b[start+8:]
-	binary.LittleEndian.PutUint32(b[start:], uint32(len(p)))
-	binary.LittleEndian.PutUint32(b[start+4:], crc32.Checksum(p, crcTable))
-	return b
+	b, start := frame.Begin(b)
+	return frame.End(encodeJournalRow(b, r), start)
 }
 
 // encodeJournalRow appends r: seq, kind, t, added (varints), sensor, unit,
@@ -309,10 +294,9 @@ func encodeJournalRow(b []byte, r *row) []byte {
 	b = binary.AppendVarint(b, r.kind)
 	b = binary.AppendVarint(b, r.t)
 	b = binary.AppendVarint(b, r.added)
-	b = appendString(b, r.series.sensor)
-	b = appendString(b, r.series.unit)
-	b = binary.AppendUvarint(b, uint64(len(r.body)))
-	b = append(b, r.body...)
+	b = frame.AppendString(b, r.series.sensor)
+	b = frame.AppendString(b, r.series.unit)
+	b = frame.AppendBytes(b, r.body)
 	if r.hasValue {
 		b = append(b, 1)
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(r.value))
@@ -322,57 +306,33 @@ func encodeJournalRow(b []byte, r *row) []byte {
 	return b
 }
 
-func appendString(b []byte, p string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(p)))
-	return append(b, p...)
-}
-
 var errJournalEntry = errors.New("outbox: journal: malformed entry")
 
 // decodeJournalRow decodes an entry's payload and checks that it is a
 // record the outbox could have written (seq > 0, a known kind, a record
 // that validates).
 func decodeJournalRow(p []byte) (row, error) {
-	rd := bytes.NewReader(p)
+	rd := frame.NewReader(p)
 	var r row
-	var err error
-	if r.seq, err = binary.ReadUvarint(rd); err != nil || r.seq == 0 {
-		return row{}, errJournalEntry
-	}
-	if r.kind, err = binary.ReadVarint(rd); err != nil {
-		return row{}, errJournalEntry
-	}
-	if r.t, err = binary.ReadVarint(rd); err != nil {
-		return row{}, errJournalEntry
-	}
-	if r.added, err = binary.ReadVarint(rd); err != nil {
-		return row{}, errJournalEntry
-	}
-	sensor, err1 := readBytes(rd)
-	unit, err2 := readBytes(rd)
-	body, err3 := readBytes(rd)
-	flag, err4 := rd.ReadByte()
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
-		return row{}, errJournalEntry
-	}
-	r.series = seriesKey{string(sensor), string(unit)}
-	if len(body) > 0 {
+	r.seq = rd.Uvarint()
+	r.kind = rd.Varint()
+	r.t = rd.Varint()
+	r.added = rd.Varint()
+	sensor, unit := rd.Bytes(), rd.Bytes()
+	if body := rd.Bytes(); len(body) > 0 {
 		r.body = body
 	}
-	switch flag {
+	switch rd.Byte() {
 	case 0:
 	case 1:
-		var v [8]byte
-		if _, err := io.ReadFull(rd, v[:]); err != nil {
-			return row{}, errJournalEntry
-		}
-		r.value, r.hasValue = math.Float64frombits(binary.LittleEndian.Uint64(v[:])), true
+		r.value, r.hasValue = math.Float64frombits(rd.Uint64()), true
 	default:
 		return row{}, errJournalEntry
 	}
-	if rd.Len() != 0 {
+	if rd.Err() != nil || r.seq == 0 {
 		return row{}, errJournalEntry
 	}
+	r.series = seriesKey{string(sensor), string(unit)}
 	rec, err := r.record()
 	if err != nil {
 		return row{}, fmt.Errorf("%w: %v", errJournalEntry, err)
@@ -381,14 +341,4 @@ func decodeJournalRow(p []byte) (row, error) {
 		return row{}, fmt.Errorf("%w: %v", errJournalEntry, err)
 	}
 	return r, nil
-}
-
-func readBytes(rd *bytes.Reader) ([]byte, error) {
-	n, err := binary.ReadUvarint(rd)
-	if err != nil || n > uint64(rd.Len()) {
-		return nil, errJournalEntry
-	}
-	p := make([]byte, n)
-	_, err = io.ReadFull(rd, p)
-	return p, err
 }

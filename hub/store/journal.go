@@ -4,10 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"math"
 	"os"
+
+	"github.com/outpost-iot/outpost/internal/frame"
 )
 
 // The intake journal is where a log batch is committed before its PUBACK:
@@ -20,11 +21,12 @@ import (
 // between that commit and the emptying is not replayed twice.
 //
 // File: header = magic "OHJ1", generation (u64), CRC-32C of both; then
-// entries = length (u32), CRC-32C of the payload (u32), payload:
+// entries framed as the gateway's outbox journal frames them (internal/frame),
+// with the payload:
 //
-//	recv_ms i64 | device: u16 len, bytes | rows u16 | per row:
-//	seq i64 | t_ms i64 | kind: u8 len, bytes | sensor: u8 len, bytes |
-//	value: u8 (0 null, 1 float) [f64] | body: u32 len, bytes
+//	recv_ms (varint) | device (bytes) | rows (uvarint) | per row:
+//	seq, t_ms (varints) | kind, sensor (bytes) |
+//	value: byte 0 (null) or 1 and the float's 8 bytes | body (bytes)
 //
 // A torn or corrupt entry ends the journal: its batch was never
 // acknowledged (its write did not return).
@@ -33,8 +35,6 @@ const (
 	journalHeader = 16
 	maxEntry      = 64 << 20
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // logBatch is one device's batch on its way from the intake journal into log.
 type logBatch struct {
@@ -79,32 +79,23 @@ func openJournal(path string) (*journal, []logBatch, error) {
 // valid header holds nothing (generation 0).
 func parseJournal(b []byte) (gen uint64, batches []logBatch, stop error) {
 	if len(b) < journalHeader || string(b[:4]) != journalMagic ||
-		crc32.Checksum(b[:12], castagnoli) != binary.LittleEndian.Uint32(b[12:16]) {
+		frame.Checksum(b[:12]) != binary.LittleEndian.Uint32(b[12:16]) {
 		if len(b) == 0 {
 			return 0, nil, nil
 		}
 		return 0, nil, errors.New("no valid header")
 	}
 	gen = binary.LittleEndian.Uint64(b[4:12])
-	for off := journalHeader; off < len(b); {
-		if len(b)-off < 8 {
-			return gen, batches, fmt.Errorf("torn entry header at %d", off)
-		}
-		n := int(binary.LittleEndian.Uint32(b[off:]))
-		sum := binary.LittleEndian.Uint32(b[off+4:])
-		if n > maxEntry || len(b)-off-8 < n {
-			return gen, batches, fmt.Errorf("torn entry at %d", off)
-		}
-		p := b[off+8 : off+8+n]
-		if crc32.Checksum(p, castagnoli) != sum {
-			return gen, batches, fmt.Errorf("bad checksum at %d", off)
+	for b = b[journalHeader:]; len(b) > 0; {
+		p, rest, err := frame.Next(b, maxEntry)
+		if err != nil {
+			return gen, batches, err
 		}
 		bt, err := decodeEntry(p)
 		if err != nil {
-			return gen, batches, fmt.Errorf("entry at %d: %w", off, err)
+			return gen, batches, err
 		}
-		batches = append(batches, bt)
-		off += 8 + n
+		batches, b = append(batches, bt), rest
 	}
 	return gen, batches, nil
 }
@@ -118,7 +109,7 @@ func (j *journal) reset(gen uint64) error {
 	var h [journalHeader]byte
 	copy(h[:], journalMagic)
 	binary.LittleEndian.PutUint64(h[4:], gen)
-	binary.LittleEndian.PutUint32(h[12:], crc32.Checksum(h[:12], castagnoli))
+	binary.LittleEndian.PutUint32(h[12:], frame.Checksum(h[:12]))
 	if _, err := j.f.WriteAt(h[:], 0); err != nil {
 		return err
 	}
@@ -130,15 +121,12 @@ func (j *journal) reset(gen uint64) error {
 func (j *journal) append(batches []*logBatch) error {
 	j.buf = j.buf[:0]
 	for _, bt := range batches {
-		start := len(j.buf)
-		j.buf = append(j.buf, make([]byte, 8)...)
-		j.buf = encodeEntry(j.buf, bt)
-		p := j.buf[start+8:]
-		if len(p) > maxEntry {
-			return fmt.Errorf("journal entry of %d bytes", len(p))
+		var start int
+		j.buf, start = frame.Begin(j.buf)
+		j.buf = frame.End(encodeEntry(j.buf, bt), start)
+		if n := len(j.buf) - start - 8; n > maxEntry {
+			return fmt.Errorf("journal entry of %d bytes", n)
 		}
-		binary.LittleEndian.PutUint32(j.buf[start:], uint32(len(p)))
-		binary.LittleEndian.PutUint32(j.buf[start+4:], crc32.Checksum(p, castagnoli))
 	}
 	n, err := j.f.WriteAt(j.buf, j.end)
 	j.end += int64(n)
@@ -154,110 +142,56 @@ func (j *journal) append(batches []*logBatch) error {
 func (j *journal) close() error { return j.f.Close() }
 
 func encodeEntry(b []byte, bt *logBatch) []byte {
-	b = binary.LittleEndian.AppendUint64(b, uint64(bt.recv))
-	b = binary.LittleEndian.AppendUint16(b, uint16(len(bt.device)))
-	b = append(b, bt.device...)
-	b = binary.LittleEndian.AppendUint16(b, uint16(len(bt.rows)))
+	b = binary.AppendVarint(b, bt.recv)
+	b = frame.AppendString(b, bt.device)
+	b = binary.AppendUvarint(b, uint64(len(bt.rows)))
 	for i := range bt.rows {
 		r := &bt.rows[i]
-		b = binary.LittleEndian.AppendUint64(b, uint64(r.seq))
-		b = binary.LittleEndian.AppendUint64(b, uint64(r.t))
-		b = append(b, byte(len(r.kind)))
-		b = append(b, r.kind...)
-		b = append(b, byte(len(r.sensor)))
-		b = append(b, r.sensor...)
+		b = binary.AppendVarint(b, r.seq)
+		b = binary.AppendVarint(b, r.t)
+		b = frame.AppendString(b, r.kind)
+		b = frame.AppendString(b, r.sensor)
 		if v, ok := r.value.(float64); ok {
 			b = append(b, 1)
 			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
 		} else {
 			b = append(b, 0)
 		}
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(r.body)))
-		b = append(b, r.body...)
+		b = frame.AppendBytes(b, r.body)
 	}
 	return b
 }
 
-// entryReader reads an entry's fields; the first short read sets err.
-type entryReader struct {
-	b   []byte
-	err error
-}
-
-func (r *entryReader) take(n int) []byte {
-	if r.err != nil || len(r.b) < n {
-		r.err = errors.New("entry too short")
-		return nil
-	}
-	p := r.b[:n]
-	r.b = r.b[n:]
-	return p
-}
-
-func (r *entryReader) u8() int { p := r.take(1); return int(at(p, 0)) }
-
-func at(p []byte, i int) byte {
-	if len(p) <= i {
-		return 0
-	}
-	return p[i]
-}
-
-func (r *entryReader) u16() int {
-	if p := r.take(2); p != nil {
-		return int(binary.LittleEndian.Uint16(p))
-	}
-	return 0
-}
-
-func (r *entryReader) u32() int {
-	if p := r.take(4); p != nil {
-		return int(binary.LittleEndian.Uint32(p))
-	}
-	return 0
-}
-
-func (r *entryReader) u64() uint64 {
-	if p := r.take(8); p != nil {
-		return binary.LittleEndian.Uint64(p)
-	}
-	return 0
-}
-
 func decodeEntry(p []byte) (logBatch, error) {
-	r := entryReader{b: p}
+	r := frame.NewReader(p)
 	var bt logBatch
-	bt.recv = int64(r.u64())
-	bt.device = string(r.take(r.u16()))
-	n := r.u16()
-	if r.err == nil {
-		bt.rows = make([]logRow, 0, min(n, len(p)/20))
+	bt.recv = r.Varint()
+	bt.device = string(r.Bytes())
+	n := r.Uvarint()
+	if n == 0 || n > uint64(len(p)) { // each row takes several bytes
+		return logBatch{}, errors.New("bad row count")
 	}
-	for i := 0; i < n && r.err == nil; i++ {
+	bt.rows = make([]logRow, 0, n)
+	for range n {
 		var row logRow
-		row.seq = int64(r.u64())
-		row.t = int64(r.u64())
-		row.kind = string(r.take(r.u8()))
-		row.sensor = string(r.take(r.u8()))
-		switch r.u8() {
+		row.seq = r.Varint()
+		row.t = r.Varint()
+		row.kind = string(r.Bytes())
+		row.sensor = string(r.Bytes())
+		switch r.Byte() {
 		case 0:
 		case 1:
-			row.value = math.Float64frombits(r.u64())
+			row.value = math.Float64frombits(r.Uint64())
 		default:
-			if r.err == nil {
-				r.err = errors.New("bad value flag")
-			}
+			return logBatch{}, errors.New("bad value flag")
 		}
-		row.body = append([]byte(nil), r.take(r.u32())...)
+		row.body = r.Bytes()
 		bt.rows = append(bt.rows, row)
 	}
-	if r.err == nil && len(r.b) != 0 {
-		r.err = errors.New("trailing bytes")
+	if err := r.Err(); err != nil {
+		return logBatch{}, err
 	}
-	if r.err != nil {
-		return logBatch{}, r.err
-	}
-	if bt.device == "" || len(bt.rows) == 0 {
+	if bt.device == "" {
 		return logBatch{}, errors.New("empty batch")
 	}
 	return bt, nil
