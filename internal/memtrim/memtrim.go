@@ -3,10 +3,12 @@
 // backlog) the garbage it left and the GC's headroom stay mapped until the
 // next collection, which an idle broker may not run for minutes; and what a
 // collection frees below the heap goal is never returned. A Trimmer runs one
-// collection plus a scavenge (debug.FreeOSMemory) when no collection ran
-// since its last look and the heap holds enough to reclaim, so an idle hub's
-// resident memory follows its live data. A busy process is left alone: its
-// collections run anyway and reuse the memory.
+// collection plus a scavenge (debug.FreeOSMemory) when the process allocated
+// little since its last look (less than half of what it would reclaim) and
+// the heap holds enough to reclaim, so an idle hub's resident memory follows
+// its live data. A busy process is left alone: it would fill the memory
+// again before long. A collection between two looks (the runtime's periodic
+// one, a few pings' worth of garbage) does not make a process busy.
 package memtrim
 
 import (
@@ -25,13 +27,13 @@ type Trimmer struct {
 	MinBytes    uint64
 	MinFraction float64
 
-	samples   []metrics.Sample
-	lastCycle uint64
-	trims     atomic.Uint64
+	samples    []metrics.Sample
+	lastAllocs uint64
+	trims      atomic.Uint64
 }
 
 const (
-	sCycles = iota
+	sAllocs = iota
 	sLive
 	sObjects
 	sFree
@@ -41,31 +43,33 @@ const (
 // the live heap.
 func New() *Trimmer {
 	t := &Trimmer{MinBytes: 8 << 20, MinFraction: 0.25, samples: []metrics.Sample{
-		sCycles:  {Name: "/gc/cycles/total:gc-cycles"},
+		sAllocs:  {Name: "/gc/heap/allocs:bytes"},
 		sLive:    {Name: "/gc/heap/live:bytes"},
 		sObjects: {Name: "/memory/classes/heap/objects:bytes"},
 		sFree:    {Name: "/memory/classes/heap/free:bytes"},
 	}}
 	metrics.Read(t.samples)
-	t.lastCycle = t.samples[sCycles].Value.Uint64()
+	t.lastAllocs = t.samples[sAllocs].Value.Uint64()
 	return t
 }
 
 // Reclaimable reads the runtime's figures: the heap marked live by the last
 // collection, and what a collection plus a scavenge would give back (objects
 // allocated since that are not live, and free heap not yet returned). quiet
-// is whether no collection completed since the previous call.
+// is whether the process allocated less than half of reclaimable since the
+// previous call.
 func (t *Trimmer) Reclaimable() (live, reclaimable uint64, quiet bool) {
 	metrics.Read(t.samples)
-	cycle := t.samples[sCycles].Value.Uint64()
-	quiet = cycle == t.lastCycle
-	t.lastCycle = cycle
+	allocs := t.samples[sAllocs].Value.Uint64()
+	allocated := allocs - t.lastAllocs
+	t.lastAllocs = allocs
 	live = t.samples[sLive].Value.Uint64()
 	objects := t.samples[sObjects].Value.Uint64()
 	if objects > live {
 		reclaimable = objects - live
 	}
-	return live, reclaimable + t.samples[sFree].Value.Uint64(), quiet
+	reclaimable += t.samples[sFree].Value.Uint64()
+	return live, reclaimable, allocated < reclaimable/2
 }
 
 // Check trims if the process was quiet since the previous Check and there is
@@ -76,8 +80,6 @@ func (t *Trimmer) Check() bool {
 		return false
 	}
 	debug.FreeOSMemory()
-	metrics.Read(t.samples)
-	t.lastCycle = t.samples[sCycles].Value.Uint64() // its own collection is not activity
 	t.trims.Add(1)
 	return true
 }

@@ -57,6 +57,30 @@ func TestCheckLeavesBusyProcessAlone(t *testing.T) {
 	}
 	sink = nil
 	if tr.Check() {
-		t.Fatal("trimmed although a collection ran since the last look")
+		t.Fatal("trimmed although the process allocated 64 MiB since the last look")
+	}
+}
+
+// A collection between two looks (the runtime's periodic one, or a little
+// garbage) must not postpone the trim of an otherwise idle process.
+func TestCheckTrimsAfterCollectionWhileQuiet(t *testing.T) {
+	tr := New()
+	runtime.GC()
+	old := debug.SetGCPercent(-1)
+	for range 1024 {
+		sink = append(sink, make([]byte, 64<<10))
+	}
+	sink = nil
+	debug.SetGCPercent(old)
+	if tr.Check() {
+		t.Fatal("trimmed in the look that saw the burst's allocation")
+	}
+	for range 16 {
+		sink = append(sink, make([]byte, 1<<10))
+	}
+	sink = nil
+	runtime.GC()
+	if !tr.Check() {
+		t.Fatal("a collection since the last look postponed the trim of a quiet process")
 	}
 }
