@@ -111,6 +111,9 @@ func TestParseFlags(t *testing.T) {
 	if b, err := parseBrokers("mosquitto, hub,hub"); err != nil || strings.Join(b, ",") != "mosquitto,hub" {
 		t.Fatalf("parseBrokers = %v, %v", b, err)
 	}
+	if b, err := parseBrokers("mochi,hub"); err != nil || strings.Join(b, ",") != "mochi,hub" {
+		t.Fatalf("parseBrokers = %v, %v", b, err)
+	}
 	if _, err := parseBrokers("emqx"); err == nil {
 		t.Fatal("unknown broker accepted")
 	}

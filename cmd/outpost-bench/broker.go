@@ -26,6 +26,11 @@ import (
 const (
 	kindHub       = "hub"
 	kindMosquitto = "mosquitto"
+	// kindCore is the hub's broker core alone (hub/broker.NewCore: the
+	// patched mochi with the hub's settings, every client allowed, no
+	// token check, ACL, presence or store), run by this binary's mochi-core
+	// command: it tells the core's share of the hub's cost from Outpost's.
+	kindCore = "mochi"
 )
 
 // broker is a broker child process on loopback, pinned to the broker CPU.
@@ -53,8 +58,10 @@ func (b *bench) startBroker(ctx context.Context, kind string) (*broker, error) {
 		return b.startHub(ctx, dir)
 	case kindMosquitto:
 		return b.startMosquitto(ctx, dir)
+	case kindCore:
+		return b.startCore(ctx, dir)
 	}
-	return nil, fmt.Errorf("unknown broker %q (want hub or mosquitto)", kind)
+	return nil, fmt.Errorf("unknown broker %q (want hub, mosquitto or mochi)", kind)
 }
 
 func freePort() (int, error) {
@@ -183,6 +190,37 @@ func (b *bench) startMosquitto(ctx context.Context, dir string) (*broker, error)
 	}
 	br.kind = kindMosquitto
 	br.addr = fmt.Sprintf("127.0.0.1:%d", port)
+	if err := b.waitTLS(ctx, br); err != nil {
+		return nil, err
+	}
+	return br, nil
+}
+
+// startCore runs this binary's mochi-core command with the bench PKI.
+func (b *bench) startCore(ctx context.Context, dir string) (*broker, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	br, err := b.spawn(dir, b.pinned(self, "mochi-core", "--listen", addr, "--pki", b.pki.Dir))
+	if err != nil {
+		return nil, err
+	}
+	br.kind, br.addr = kindCore, addr
+	if err := b.waitTLS(ctx, br); err != nil {
+		return nil, err
+	}
+	return br, nil
+}
+
+// waitTLS waits until br completes a TLS handshake; if it does not, br is
+// stopped.
+func (b *bench) waitTLS(ctx context.Context, br *broker) error {
 	ready := func() error {
 		c, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", br.addr, b.tlsConfig())
 		if err != nil {
@@ -192,9 +230,9 @@ func (b *bench) startMosquitto(ctx context.Context, dir string) (*broker, error)
 	}
 	if err := br.waitReady(ctx, 10*time.Second, ready); err != nil {
 		br.stop()
-		return nil, err
+		return err
 	}
-	return br, nil
+	return nil
 }
 
 func (br *broker) waitReady(ctx context.Context, within time.Duration, ready func() error) error {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,6 +44,8 @@ commands:
   presence    hub: offline detection latency (frozen, killed, clean, last-will)
   store       hub/store ingest rows/s against the hub's peak msg/s
   all         all of the above (what make bench runs)
+  mochi-core  serve the hub's broker core alone (the bench runs it as the
+              "mochi" broker)
 
 Run "outpost-bench <command> -h" for its flags.
 `
@@ -78,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
+	case "mochi-core":
+		return runCore(ctx, args[1:], stderr)
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("unknown command %q", cmd)
@@ -94,7 +99,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.common.genCPU, "gen-cpu", 1, "CPU the generator is pinned to")
 	noPin := fs.Bool("no-pin", false, "do not pin broker and generator")
 	fs.StringVar(&o.md, "md", "", "also write the markdown report to this file")
-	fs.StringVar(&o.brokers, "broker", "hub,mosquitto", "brokers to compare: hub, mosquitto or both (comma-separated)")
+	fs.StringVar(&o.brokers, "broker", "hub,mosquitto,mochi", "brokers to compare (comma-separated): hub, mosquitto, mochi (the hub's broker core alone; throughput only), or both (hub and mosquitto)")
 	fs.Func("hub-env", "extra environment for the hub process, KEY=VALUE (repeatable; e.g. GOGC=50 for an experiment)", func(v string) error {
 		if !strings.Contains(v, "=") {
 			return fmt.Errorf("%q is not KEY=VALUE", v)
@@ -139,7 +144,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.tp.cases, err = parseCases(o.tpCases); err != nil {
 		return err
 	}
-	o.tp.brokers, o.idle.brokers, o.conn.brokers = brokers, brokers, brokers
+	o.tp.brokers = brokers
+	o.idle.brokers = slices.DeleteFunc(slices.Clone(brokers), func(k string) bool { return k == kindCore })
+	o.conn.brokers = o.idle.brokers
 	o.idle.keepalive, o.pres.keepalive = uint16(o.keepIdle), uint16(o.keepPres)
 	o.idle.counts, o.conn.n, o.pres.n = []int{5000, 10000}, 2000, 200
 	if o.idleN != "" {
@@ -265,14 +272,14 @@ func parseBrokers(s string) ([]string, error) {
 	var out []string
 	for _, f := range strings.Split(s, ",") {
 		switch f = strings.TrimSpace(f); f {
-		case kindHub, kindMosquitto:
+		case kindHub, kindMosquitto, kindCore:
 			if !contains(out, f) {
 				out = append(out, f)
 			}
 		case "both":
 			return []string{kindHub, kindMosquitto}, nil
 		default:
-			return nil, fmt.Errorf("--broker %q: want hub, mosquitto or both", f)
+			return nil, fmt.Errorf("--broker %q: want hub, mosquitto, mochi or both", f)
 		}
 	}
 	return out, nil

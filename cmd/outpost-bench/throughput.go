@@ -232,12 +232,22 @@ func (s *tpSummary) markdown() string {
 				t.add(kind, "–", "–", "–", "–", "–", "–", "not run")
 				continue
 			}
-			t.add(kind, fmt.Sprintf("%.0f", m.rate), fmt.Sprintf("%.1f", m.cpuMsg), fmt.Sprintf("%.0f %%", m.cpuPct),
+			label := kind
+			if kind == kindCore {
+				label = "mochi core alone"
+			}
+			t.add(label, fmt.Sprintf("%.0f", m.rate), fmt.Sprintf("%.1f", m.cpuMsg), fmt.Sprintf("%.0f %%", m.cpuPct),
 				fmt.Sprintf("%.0f %%", m.genPct), fmtDur(m.p50), fmtDur(m.p99), strings.Join(m.rates, ", "))
 		}
 		sb.WriteString(t.String())
-		if r, ok := s.ratio(c); ok {
+		if r, ok := s.ratio(c, kindHub, kindMosquitto); ok {
 			fmt.Fprintf(&sb, "\nhub / Mosquitto: throughput **%.2f×**, CPU per message **%.2f×**\n", r.rate, r.cpu)
+		}
+		if r, ok := s.ratio(c, kindCore, kindMosquitto); ok {
+			fmt.Fprintf(&sb, "\nmochi core alone / Mosquitto: throughput %.2f×, CPU per message %.2f×\n", r.rate, r.cpu)
+		}
+		if r, ok := s.ratio(c, kindHub, kindCore); ok {
+			fmt.Fprintf(&sb, "\nhub / mochi core alone: throughput %.2f×, CPU per message %.2f× (what token auth, ACL, presence and the store add)\n", r.rate, r.cpu)
 		}
 		sb.WriteString("\n")
 	}
@@ -246,8 +256,9 @@ func (s *tpSummary) markdown() string {
 
 type tpRatio struct{ rate, cpu float64 }
 
-func (s *tpSummary) ratio(c tpCase) (tpRatio, bool) {
-	h, m := s.cell(c, kindHub), s.cell(c, kindMosquitto)
+// ratio is broker a's medians over broker b's.
+func (s *tpSummary) ratio(c tpCase, a, b string) (tpRatio, bool) {
+	h, m := s.cell(c, a), s.cell(c, b)
 	if h.err != nil || m.err != nil || len(h.runs) == 0 || len(m.runs) == 0 {
 		return tpRatio{}, false
 	}
@@ -271,7 +282,7 @@ func (s *tpSummary) targets() []target {
 	for _, c := range s.opts.cases {
 		h := s.cell(c, kindHub)
 		what := fmt.Sprintf("throughput, %s", c.describe())
-		switch r, ok := s.ratio(c); {
+		switch r, ok := s.ratio(c, kindHub, kindMosquitto); {
 		case h.err != nil:
 			ts = append(ts, target{what, "≥ 1.0× Mosquitto, CPU/msg ≤ 1.0×", "hub run failed", ptr(false)})
 		case ok:

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/outpost-iot/outpost/hub/presence"
@@ -136,49 +137,11 @@ func New(opts Options) (*Broker, error) {
 	if opts.Verifier == nil || opts.Presence == nil || opts.Log == nil {
 		return nil, errors.New("broker: Verifier, Presence and Log are required")
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.Metrics == nil {
-		opts.Metrics = &metrics.Registry{}
-	}
-	if opts.HandshakeTimeout <= 0 {
-		opts.HandshakeTimeout = 10 * time.Second
-	}
-	if opts.WritesPending <= 0 {
-		opts.WritesPending = 128
-	}
-	if opts.ConsumerWritesPending <= 0 {
-		opts.ConsumerWritesPending = 1024
-	}
-	if opts.ReadBufferSize <= 0 {
-		opts.ReadBufferSize = 256
-	}
-	if opts.WriteBufferSize <= 0 {
-		opts.WriteBufferSize = 2048
-	}
-	if opts.MaxPacketSize == 0 {
-		opts.MaxPacketSize = protocol.MaxPayload + 64<<10
-	}
+	opts.defaults()
 	if opts.TLS == nil && opts.PlainListen == "" {
 		return nil, errors.New("broker: no listener: TLS config missing")
 	}
-	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumClientWritesPending = opts.WritesPending
-	caps.MaximumPacketSize = opts.MaxPacketSize
-	caps.MaximumMessageExpiryInterval = 0 // retained OTA notices must not expire after 24 h
-	caps.MaximumSessionExpiryInterval = 24 * 3600
-	caps.ReceiveMaximum = 256
-	caps.MaximumInflight = 1024
-	caps.MaximumQos = 1
-	srv := mqtt.New(&mqtt.Options{
-		Capabilities:             caps,
-		ClientNetReadBufferSize:  opts.ReadBufferSize,
-		ClientNetWriteBufferSize: opts.WriteBufferSize,
-		Logger:                   mochiLogger(opts.Logger),
-		InlineClient:             true,
-		SysTopicResendInterval:   3600,
-	})
+	srv := newServer(opts)
 	r := opts.Metrics
 	b := &Broker{
 		opts:     opts,
@@ -242,6 +205,78 @@ func New(opts Options) (*Broker, error) {
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b, nil
+}
+
+// defaults fills in what the options leave zero.
+func (o *Options) defaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = &metrics.Registry{}
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = 10 * time.Second
+	}
+	if o.WritesPending <= 0 {
+		o.WritesPending = 128
+	}
+	if o.ConsumerWritesPending <= 0 {
+		o.ConsumerWritesPending = 1024
+	}
+	if o.ReadBufferSize <= 0 {
+		o.ReadBufferSize = 256
+	}
+	if o.WriteBufferSize <= 0 {
+		o.WriteBufferSize = 2048
+	}
+	if o.MaxPacketSize == 0 {
+		o.MaxPacketSize = protocol.MaxPayload + 64<<10
+	}
+}
+
+// newServer is the mochi server with the hub's capabilities and buffers,
+// no hooks and no listeners yet.
+func newServer(opts Options) *mqtt.Server {
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClientWritesPending = opts.WritesPending
+	caps.MaximumPacketSize = opts.MaxPacketSize
+	caps.MaximumMessageExpiryInterval = 0 // retained OTA notices must not expire after 24 h
+	caps.MaximumSessionExpiryInterval = 24 * 3600
+	caps.ReceiveMaximum = 256
+	caps.MaximumInflight = 1024
+	caps.MaximumQos = 1
+	return mqtt.New(&mqtt.Options{
+		Capabilities:             caps,
+		ClientNetReadBufferSize:  opts.ReadBufferSize,
+		ClientNetWriteBufferSize: opts.WriteBufferSize,
+		Logger:                   mochiLogger(opts.Logger),
+		InlineClient:             true,
+		SysTopicResendInterval:   3600,
+	})
+}
+
+// NewCore returns the hub's broker core alone, for benchmarks: the same
+// mochi server, capabilities, buffers and TLS listener as New, but every
+// client allowed and nothing of the hub's (no token check, ACL, presence,
+// store or metrics). The caller Serves it and Closes it.
+func NewCore(listen string, tlsCfg *tls.Config, logger *slog.Logger) (*mqtt.Server, error) {
+	opts := Options{Logger: logger}
+	opts.defaults()
+	opts.WritesPending = opts.ConsumerWritesPending // what the hub gives a subscriber to many devices
+	srv := newServer(opts)
+	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		return nil, err
+	}
+	l, err := newListener("tls", listen, tlsCfg, opts.HandshakeTimeout)
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.AddListener(l); err != nil {
+		l.ln.Close()
+		return nil, err
+	}
+	return srv, nil
 }
 
 func (b *Broker) closeListeners() {
