@@ -196,18 +196,21 @@ func (b *bench) startMosquitto(ctx context.Context, dir string) (*broker, error)
 	return br, nil
 }
 
-// startCore runs this binary's mochi-core command with the bench PKI.
+// startCore runs this binary's mochi-core command (or --core-bin with the
+// same arguments) with the bench PKI.
 func (b *bench) startCore(ctx context.Context, dir string) (*broker, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
+	bin := b.coreBin
+	if bin == "" {
+		if bin, err = os.Executable(); err != nil {
+			return nil, err
+		}
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	br, err := b.spawn(dir, b.pinned(self, "mochi-core", "--listen", addr, "--pki", b.pki.Dir))
+	br, err := b.spawn(dir, b.pinned(bin, "mochi-core", "--listen", addr, "--pki", b.pki.Dir))
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,7 @@ type bench struct {
 	repo      string // module root (for the store benchmark)
 	hubBin    string
 	mosqBin   string
+	coreBin   string // "": this binary's mochi-core command
 	taskset   string
 	work      string // scratch directory
 	pki       certs.Paths

@@ -92,6 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.common.hubBin, "hub-bin", "bin/outpost-hub", "outpost-hub binary")
 	fs.StringVar(&o.common.mosqBin, "mosquitto", "/usr/sbin/mosquitto", "mosquitto binary")
+	fs.StringVar(&o.common.coreBin, "core-bin", "", "binary to run as the mochi broker instead of this one's mochi-core (e.g. upstream mochi: scripts/mochi-upstream)")
 	fs.StringVar(&o.common.repo, "repo", ".", "module root (the store benchmark builds ./hub/store there)")
 	fs.StringVar(&o.common.work, "work", "", "scratch directory (default: a new temporary directory)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the scratch directory (broker logs, databases)")
@@ -145,6 +146,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	o.tp.brokers = brokers
+	o.tp.coreLabel = "mochi core alone"
+	if b.coreBin != "" {
+		o.tp.coreLabel = "mochi: " + filepath.Base(b.coreBin)
+	}
 	o.idle.brokers = slices.DeleteFunc(slices.Clone(brokers), func(k string) bool { return k == kindCore })
 	o.conn.brokers = o.idle.brokers
 	o.idle.keepalive, o.pres.keepalive = uint16(o.keepIdle), uint16(o.keepPres)
@@ -338,6 +343,16 @@ func checkBinaries(b *bench, brokers []string, cmd string) error {
 	if contains(brokers, kindMosquitto) {
 		if _, err := os.Stat(b.mosqBin); err != nil {
 			errs = append(errs, fmt.Errorf("mosquitto: %w (scripts/deps.sh installs it)", err))
+		}
+	}
+	if b.coreBin != "" {
+		abs, err := filepath.Abs(b.coreBin)
+		if err == nil {
+			b.coreBin = abs
+			_, err = os.Stat(abs)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--core-bin: %w", err))
 		}
 	}
 	abs, err := filepath.Abs(b.repo)

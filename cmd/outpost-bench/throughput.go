@@ -37,6 +37,7 @@ type tpOpts struct {
 	warmup     time.Duration
 	reps       int
 	noCoalesce bool
+	coreLabel  string // the mochi broker's name in the report
 }
 
 // tpRun is one measured run.
@@ -234,7 +235,7 @@ func (s *tpSummary) markdown() string {
 			}
 			label := kind
 			if kind == kindCore {
-				label = "mochi core alone"
+				label = o.coreLabel
 			}
 			t.add(label, fmt.Sprintf("%.0f", m.rate), fmt.Sprintf("%.1f", m.cpuMsg), fmt.Sprintf("%.0f %%", m.cpuPct),
 				fmt.Sprintf("%.0f %%", m.genPct), fmtDur(m.p50), fmtDur(m.p99), strings.Join(m.rates, ", "))
@@ -244,10 +245,10 @@ func (s *tpSummary) markdown() string {
 			fmt.Fprintf(&sb, "\nhub / Mosquitto: throughput **%.2f×**, CPU per message **%.2f×**\n", r.rate, r.cpu)
 		}
 		if r, ok := s.ratio(c, kindCore, kindMosquitto); ok {
-			fmt.Fprintf(&sb, "\nmochi core alone / Mosquitto: throughput %.2f×, CPU per message %.2f×\n", r.rate, r.cpu)
+			fmt.Fprintf(&sb, "\n%s / Mosquitto: throughput %.2f×, CPU per message %.2f×\n", o.coreLabel, r.rate, r.cpu)
 		}
 		if r, ok := s.ratio(c, kindHub, kindCore); ok {
-			fmt.Fprintf(&sb, "\nhub / mochi core alone: throughput %.2f×, CPU per message %.2f× (what token auth, ACL, presence and the store add)\n", r.rate, r.cpu)
+			fmt.Fprintf(&sb, "\nhub / %s: throughput %.2f×, CPU per message %.2f× (what token auth, ACL, presence and the store add)\n", o.coreLabel, r.rate, r.cpu)
 		}
 		sb.WriteString("\n")
 	}
