@@ -201,6 +201,7 @@ func TestGPIOActionFollowsAlerts(t *testing.T) {
 	if err := gpioreg.Register(pin); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = gpioreg.Unregister(pin.N) }) // -count=N registers it again
 	a, err := newActions([]Action{{Rule: "low", GPIO: "GPIO_TEST_RELAY"}}, true)
 	if err != nil {
 		t.Fatal(err)

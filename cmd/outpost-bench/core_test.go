@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"testing"
 	"time"
@@ -38,7 +40,10 @@ func TestCoreServesAnyClient(t *testing.T) {
 			if err != nil {
 				t.Errorf("runCore: %v", err)
 			}
-		case <-time.After(10 * time.Second):
+		case <-time.After(30 * time.Second):
+			// Close waits for every connection's goroutine: one still in
+			// its TLS handshake ends at the 10 s handshake deadline at most.
+			_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
 			t.Error("runCore did not return after its context ended")
 		}
 	}()
