@@ -309,3 +309,19 @@ func TestJournalBoundedWhileMovesFail(t *testing.T) {
 		t.Fatalf("after the trigger went: seqs %v, %v; want 1..15", seqs, err)
 	}
 }
+
+// A reader that saw AppendLog return finds the records: the writer counts
+// them as pending before it acknowledges, so the reader's settle moves them.
+func TestReadSeesAcknowledgedAppend(t *testing.T) {
+	s := open(t, Options{})
+	ctx := context.Background()
+	for i := 1; i <= 300; i++ {
+		if err := s.AppendLog(ctx, "gw", readings(i, 1, int64(i)*1000)); err != nil {
+			t.Fatal(err)
+		}
+		seqs, err := s.Seqs(ctx, "gw")
+		if err != nil || len(seqs) != i {
+			t.Fatalf("after appending seq %d: read %d records (%v), want %d", i, len(seqs), err, i)
+		}
+	}
+}

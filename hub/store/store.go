@@ -368,11 +368,15 @@ func (s *Store) journalGroup(jops []op) error {
 	for _, o := range jops {
 		s.pending = append(s.pending, *o.batch)
 		rows += int64(len(o.batch.rows))
+	}
+	// Counted before anyone is told: a reader that saw its append return
+	// must find it pending (settle), or it would skip the move.
+	s.pendingRows.Add(rows)
+	for _, o := range jops {
 		if o.done != nil {
 			o.done <- nil
 		}
 	}
-	s.pendingRows.Add(rows)
 	s.Commits.Add(1)
 	if s.opts.OnCommit != nil {
 		s.opts.OnCommit(len(jops), time.Since(start))
