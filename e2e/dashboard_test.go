@@ -238,7 +238,11 @@ func (b *browser) wait(what, js string, within time.Duration) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	b.shot("failed-" + strings.ReplaceAll(what, " ", "-"))
-	b.t.Fatalf("browser: timed out after %v waiting for %s (last error: %v)", within, what, last)
+	// What the page showed, for a failure seen only in CI.
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	page, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.hash + ' | live: ' + (document.getElementById('live')?.dataset.state || '?') + ' | ' + (document.body?.innerText || '').slice(0, 1500)`))
+	cancel()
+	b.t.Fatalf("browser: timed out after %v waiting for %s (last error: %v)\npage: %s (%v)", within, what, last, page, err)
 }
 
 func eval[T any](b *browser, js string) T {

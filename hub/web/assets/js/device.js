@@ -135,18 +135,17 @@ export async function mount(view, [id]) {
     tokensBox.replaceChildren(r.tokens.length ? tokensTable(`Tokens of ${id}`, r.tokens, loadTokens) : h('p', {class: 'muted'}, 'No tokens issued.'));
   }
 
+  // Subscribed before the first load, so no transition falls in between.
+  const reload = () => { loadHead().catch(() => {}); loadPresence().catch(() => {}); };
+  const off = events.on('presence', (ev) => { if (ev.device === id) reload(); });
+  const offSync = events.on('resync', reload);
   const guard = (p, box) => p.catch((err) => box.replaceChildren(errorEl(err)));
   await guard(loadHead(), head);
   const loadUpdates = async () => updatesBox.replaceChildren(await updateHistory(id));
   await Promise.all([drawCharts(), guard(loadAlerts(), alertsBox), guard(loadPresence(), presenceBox), guard(loadTokens(), tokensBox),
     guard(loadUpdates(), updatesBox)]);
 
-  const off = events.on('presence', (ev) => {
-    if (ev.device !== id) return;
-    loadHead().catch(() => {});
-    loadPresence().catch(() => {});
-  });
   const ro = new ResizeObserver(() => { for (const c of charts) c.setSize({width: Math.max(280, c.root.parentElement.clientWidth), height: 240}); });
   ro.observe(chartBox);
-  return () => { off(); ro.disconnect(); for (const c of charts) c.destroy(); };
+  return () => { off(); offSync(); ro.disconnect(); for (const c of charts) c.destroy(); };
 }

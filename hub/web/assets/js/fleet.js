@@ -136,6 +136,11 @@ export async function mount(view) {
 
   async function load() {
     const r = await api('/api/v1/devices');
+    for (const d of r.devices) {
+      // A presence event newer than this answer keeps its state.
+      const cur = byId.get(d.id);
+      if (cur && cur.since > d.since) Object.assign(d, {state: cur.state, since: cur.since, reason: cur.reason});
+    }
     devs = r.devices;
     byId.clear();
     for (const d of devs) byId.set(d.id, d);
@@ -188,6 +193,7 @@ export async function mount(view) {
     }, 800);
   });
 
+  const offSync = events.on('resync', () => { load().catch(() => {}); });
   loadPending();
   try {
     await load();
@@ -200,5 +206,5 @@ export async function mount(view) {
   // Heartbeats and alert counts are not pushed: refresh them now and then.
   const poll = setInterval(() => { if (!document.hidden) load().catch(() => {}); }, 60000);
   const pollPending = setInterval(() => { if (!document.hidden) loadPending(); }, 10000);
-  return () => { off(); clearInterval(tick); clearInterval(poll); clearInterval(pollPending); clearTimeout(timer); clearTimeout(rerender); clearTimeout(speakTimer); };
+  return () => { off(); offSync(); clearInterval(tick); clearInterval(poll); clearInterval(pollPending); clearTimeout(timer); clearTimeout(rerender); clearTimeout(speakTimer); };
 }

@@ -141,7 +141,13 @@ export const events = {
     const set = (state, text) => { if (live) { live.dataset.state = state; live.textContent = text; } };
     source = new EventSource('/api/v1/events');
     for (const type of listeners.keys()) source.addEventListener(type, dispatch);
-    source.addEventListener('open', () => set('live', 'Live'));
+    // Events before the stream opened (or while it reconnected) were not
+    // delivered: pages subscribed to 'resync' fetch their state again. The
+    // hub subscribes a stream before it answers, so nothing falls between.
+    source.addEventListener('open', () => {
+      set('live', 'Live');
+      for (const fn of listeners.get('resync') || []) fn();
+    });
     source.addEventListener('error', async () => {
       set('down', source.readyState === EventSource.CLOSED ? 'Offline' : 'Reconnecting…');
       if (source.readyState === EventSource.CLOSED) {
