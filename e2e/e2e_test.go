@@ -27,6 +27,7 @@ import (
 
 	"github.com/outpost-iot/outpost/certs"
 	"github.com/outpost-iot/outpost/gateway/outbox"
+	"github.com/outpost-iot/outpost/internal/freeport"
 )
 
 var binDir string
@@ -52,46 +53,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freePort returns a loopback address for a child process to listen on. It
-// is closed again before the child binds it, so it comes from below the
-// kernel's ephemeral range when there is room: a port from ":0" can be taken
-// meanwhile as the local port of any outgoing connection (it happened: the
-// hub failed with "address already in use"). Ports are not handed out twice.
+// freePort returns a loopback address for a child process to listen on
+// (internal/freeport: from below the ephemeral range, never twice).
 func freePort(t testing.TB) string {
 	t.Helper()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	lo, hi := 10000, 0
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			hi, _ = strconv.Atoi(f[0])
-		}
-	}
-	for i := 0; hi-lo >= 1000 && i < 200; i++ {
-		p := lo + (os.Getpid()*7919+len(portsGiven)*104729+i*31)%(hi-lo)
-		if portsGiven[p] {
-			continue
-		}
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		portsGiven[p] = true
-		return l.Addr().String()
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return a
 }
-
-var (
-	portsMu    sync.Mutex
-	portsGiven = map[int]bool{}
-)
 
 // proc is a running binary.
 type proc struct {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/outpost-iot/outpost/certs"
 	"github.com/outpost-iot/outpost/hub/token"
+	"github.com/outpost-iot/outpost/internal/freeport"
 	"github.com/outpost-iot/outpost/internal/protocol"
 )
 
@@ -64,14 +65,8 @@ func (b *bench) startBroker(ctx context.Context, kind string) (*broker, error) {
 	return nil, fmt.Errorf("unknown broker %q (want hub, mosquitto or mochi)", kind)
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort is a loopback port for a broker child (internal/freeport).
+func freePort() (int, error) { return freeport.Port() }
 
 // pinned returns argv that runs argv on the broker CPU.
 func (b *bench) pinned(argv ...string) []string {

@@ -331,12 +331,7 @@ func contains(s []string, v string) bool {
 func checkBinaries(b *bench, brokers []string, cmd string) error {
 	var errs []error
 	if contains(brokers, kindHub) || cmd == "store" || cmd == "all" {
-		abs, err := filepath.Abs(b.hubBin)
-		if err == nil {
-			b.hubBin = abs
-			_, err = os.Stat(abs)
-		}
-		if err != nil {
+		if err := absExisting(&b.hubBin); err != nil {
 			errs = append(errs, fmt.Errorf("hub binary: %w (run make build)", err))
 		}
 	}
@@ -346,12 +341,7 @@ func checkBinaries(b *bench, brokers []string, cmd string) error {
 		}
 	}
 	if b.coreBin != "" {
-		abs, err := filepath.Abs(b.coreBin)
-		if err == nil {
-			b.coreBin = abs
-			_, err = os.Stat(abs)
-		}
-		if err != nil {
+		if err := absExisting(&b.coreBin); err != nil {
 			errs = append(errs, fmt.Errorf("--core-bin: %w", err))
 		}
 	}
@@ -361,4 +351,16 @@ func checkBinaries(b *bench, brokers []string, cmd string) error {
 	}
 	b.repo = abs
 	return errors.Join(errs...)
+}
+
+// absExisting makes *path absolute (the brokers run in their own
+// directories) and checks that it exists.
+func absExisting(path *string) error {
+	abs, err := filepath.Abs(*path)
+	if err != nil {
+		return err
+	}
+	*path = abs
+	_, err = os.Stat(abs)
+	return err
 }
